@@ -1,0 +1,144 @@
+"""The job lifecycle as pure functions: every queue backend written in Python applies exactly
+these, and the SQL and Lua backends mirror them (the conformance suite holds them equal).
+
+Each function takes the stored job and returns the updated copy; none touches I/O or clocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from gaia.validator.core.errors import LeaseLost
+from gaia.validator.core.job import Job, JobError, Progress
+from gaia.validator.core.json_value import JSONValue
+from gaia.validator.core.queue import Lease
+from gaia.validator.core.status import CLAIMABLE_STATUSES, JobStatus
+
+LEASE_EXPIRED = "lease_expired"
+EXHAUSTED = "attempts_exhausted"
+
+
+def is_due(job: Job, now: float) -> bool:
+    return job.status in CLAIMABLE_STATUSES and job.not_before <= now
+
+
+def sort_key(job: Job, sequence: int) -> tuple[int, float, int]:
+    """Claim order: higher priority, then earlier not_before, then enqueue order."""
+    return (-job.priority, job.not_before, sequence)
+
+
+def claimed(job: Job, worker_id: str, now: float, lease_seconds: float) -> Job:
+    return job.transition(
+        JobStatus.RUNNING,
+        now,
+        attempts=job.attempts + 1,
+        lease_token=job.lease_token + 1,
+        lease_expires_at=now + lease_seconds,
+        worker_id=worker_id,
+        started_at=now,
+        progress=None,
+    )
+
+
+def lease_for(job: Job) -> Lease:
+    assert job.worker_id is not None and job.lease_expires_at is not None
+    return Lease(
+        job=job, token=job.lease_token, worker_id=job.worker_id, expires_at=job.lease_expires_at
+    )
+
+
+def check_lease(job: Job | None, lease: Lease, now: float) -> Job:
+    """The stored job if ``lease`` still holds it, else raise LeaseLost (fencing).
+
+    An expired lease still holds until the reaper reclaims it: the work was done, and nobody else
+    can have claimed the job in between, so accepting it loses nothing and runs nothing twice.
+    """
+    if job is None:
+        raise LeaseLost(f"job {lease.job_id} no longer exists")
+    if job.status is not JobStatus.RUNNING or job.lease_token != lease.token:
+        raise LeaseLost(
+            f"job {lease.job_id}: lease token {lease.token} is stale "
+            f"(job is {job.status.value}, token {job.lease_token})"
+        )
+    return job
+
+
+def heartbeated(job: Job, now: float, lease_seconds: float, progress: Progress | None) -> Job:
+    return replace(
+        job,
+        lease_expires_at=now + lease_seconds,
+        updated_at=now,
+        progress=progress if progress is not None else job.progress,
+    )
+
+
+def completed(job: Job, now: float, result: JSONValue) -> Job:
+    return job.transition(
+        JobStatus.SUCCEEDED, now, result=result, finished_at=now, lease_expires_at=None
+    )
+
+
+def retried(job: Job, now: float, at: float, error: JobError | None, count_attempt: bool) -> Job:
+    attempts = job.attempts if count_attempt else max(0, job.attempts - 1)
+    if count_attempt and attempts >= job.max_attempts:
+        last = error or JobError("no attempt left", kind=EXHAUSTED)
+        return dead(job, now, last)
+    return job.transition(
+        JobStatus.RETRY_SCHEDULED,
+        now,
+        attempts=attempts,
+        not_before=max(at, now),
+        error=error if error is not None else job.error,
+        lease_expires_at=None,
+    )
+
+
+def dead(job: Job, now: float, error: JobError) -> Job:
+    return job.transition(JobStatus.DEAD, now, error=error, finished_at=now, lease_expires_at=None)
+
+
+def released(job: Job, now: float) -> Job:
+    return job.transition(
+        JobStatus.QUEUED,
+        now,
+        attempts=max(0, job.attempts - 1),
+        lease_expires_at=None,
+        worker_id=None,
+        not_before=min(job.not_before, now),
+    )
+
+
+def cancelled(job: Job, now: float) -> Job:
+    return job.transition(JobStatus.CANCELLED, now, finished_at=now, lease_expires_at=None)
+
+
+def reclaimed(job: Job, now: float) -> Job:
+    """A running job whose lease expired: its holder is presumed dead; that attempt counts."""
+    error = JobError(
+        f"lease expired at {job.lease_expires_at:.3f} while held by worker {job.worker_id}",
+        kind=LEASE_EXPIRED,
+    )
+    if job.attempts >= job.max_attempts:
+        return dead(job, now, error)
+    return job.transition(
+        JobStatus.QUEUED,
+        now,
+        error=error,
+        lease_expires_at=None,
+        worker_id=None,
+        not_before=min(job.not_before, now),
+    )
+
+
+def requeued(job: Job, now: float) -> Job:
+    return job.transition(
+        JobStatus.QUEUED, now, attempts=0, not_before=now, finished_at=None, worker_id=None
+    )
+
+
+def is_expired(job: Job, now: float) -> bool:
+    return (
+        job.status is JobStatus.RUNNING
+        and job.lease_expires_at is not None
+        and job.lease_expires_at < now
+    )
