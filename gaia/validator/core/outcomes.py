@@ -25,6 +25,7 @@ class Retry:
 
     after: float
     reason: str
+    error: JobError | None = None
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ class Task(Generic[P]):
             )
         if not self.timeout > 0:
             raise ValueError(f"task {self.name}: timeout must be > 0, got {self.timeout}")
+        object.__setattr__(self, "executor", ExecutorKind(self.executor))
         if self.memory_mb < 0:
             raise ValueError(f"task {self.name}: memory_mb must be >= 0, got {self.memory_mb}")
 

@@ -1,0 +1,249 @@
+"""The asyncio WorkerPool: N job slots over one queue, with a small loop and composable policies.
+
+Loop: take a free slot, claim a job (the claim blocks on the backend's wake-up, so an idle pool
+costs ~0 CPU), run it under the middleware chain with its lease kept alive, write the outcome.
+A reaper reclaims expired leases of every type. ``stop()`` stops claiming, lets running jobs
+finish until the drain deadline, then cancels them and releases their claims so another worker
+takes them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from gaia.validator.core.errors import QueueClosed, UnknownTask
+from gaia.validator.core.job import JobError
+from gaia.validator.core.outcomes import Fail, Outcome, TaskResult
+from gaia.validator.core.queue import Lease, Queue
+from gaia.validator.core.task import TaskRegistry
+from gaia.validator.workers.context import JobContext
+from gaia.validator.workers.execute import Executor, ProcessRunner
+from gaia.validator.workers.lease_keeper import LeaseKeeper
+from gaia.validator.workers.middleware import Middleware, compose, default_middleware
+from gaia.validator.workers.settle import release, settle
+
+log = logging.getLogger("gaia.worker")
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    concurrency: int = 10
+    lease_seconds: float = 30.0
+    drain_seconds: float = 30.0
+    idle_wait: float = 1.0
+    """Longest single blocking claim; bounds how long ``stop()`` waits for an idle claimer."""
+    reap_interval: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.lease_seconds <= 0 or self.drain_seconds < 0 or self.idle_wait <= 0:
+            raise ValueError("lease_seconds and idle_wait must be > 0, drain_seconds >= 0")
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        queue: Queue,
+        registry: TaskRegistry,
+        config: PoolConfig | None = None,
+        *,
+        middleware: Sequence[Middleware] | None = None,
+        process_runner: ProcessRunner | None = None,
+        subscribe: Collection[str] | Literal["all"] | None = None,
+    ) -> None:
+        """``subscribe``: job types to claim; None = the registered ones; "all" = every type,
+        dead-lettering those with no registered task."""
+        self.config = config or PoolConfig()
+        self.worker_id = f"worker-{uuid.uuid4().hex[:12]}"
+        self._queue = queue
+        self._registry = registry
+        self._middleware = list(default_middleware() if middleware is None else middleware)
+        self._chain = compose(self._middleware, Executor(process_runner))
+        self._types: list[str] | None = (
+            None
+            if subscribe == "all"
+            else sorted(registry.names() if subscribe is None else subscribe)
+        )
+        self._slots = asyncio.Semaphore(self.config.concurrency)
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._claimer: asyncio.Task[None] | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._running: dict[str, tuple[asyncio.Task[None], asyncio.Task[Outcome] | None]] = {}
+
+    @property
+    def running_jobs(self) -> int:
+        return len(self._running)
+
+    async def start(self) -> None:
+        if self._claimer is not None:
+            raise RuntimeError("worker pool already started")
+        for layer in self._middleware:
+            await layer.start()
+        self._claimer = asyncio.create_task(self._claim_loop(), name=f"{self.worker_id}-claim")
+        self._reaper = asyncio.create_task(self._reap_loop(), name=f"{self.worker_id}-reap")
+        log.info("worker pool started", extra={"worker_id": self.worker_id})
+
+    async def stop(self, drain_seconds: float | None = None) -> None:
+        """Stop claiming, drain running jobs to the deadline, then cancel and release the rest."""
+        if self._stopping.is_set():
+            await self._stopped.wait()
+            return
+        self._stopping.set()
+        drain = self.config.drain_seconds if drain_seconds is None else drain_seconds
+        deadline = time.monotonic() + drain
+        for background in (self._claimer, self._reaper):
+            if background is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
+        runners = [runner for runner, _ in self._running.values()]
+        if runners:
+            await asyncio.wait(runners, timeout=max(0.0, deadline - time.monotonic()))
+        leftover = list(self._running.values())
+        for _, handler in leftover:
+            if handler is not None:
+                handler.cancel()
+        if leftover:
+            log.warning("drain deadline reached: cancelled %d running jobs", len(leftover))
+            await asyncio.gather(*(runner for runner, _ in leftover), return_exceptions=True)
+        for layer in self._middleware:
+            await layer.stop()
+        self._stopped.set()
+        log.info("worker pool stopped", extra={"worker_id": self.worker_id})
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT start a graceful stop."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: int) -> None:
+        log.info("received %s: draining", signal.Signals(signum).name)
+        if not self._stopping.is_set():
+            asyncio.get_running_loop().create_task(self.stop())
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM/SIGINT, drain, return."""
+        self.install_signal_handlers()
+        await self.start()
+        await self.wait_stopped()
+
+    async def __aenter__(self) -> WorkerPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- the loop --------------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            await self._slots.acquire()
+            if self._stopping.is_set():
+                self._slots.release()
+                return
+            try:
+                lease = await self._queue.claim(
+                    self.worker_id,
+                    types=self._types,
+                    lease_seconds=self.config.lease_seconds,
+                    wait=self.config.idle_wait,
+                )
+            except QueueClosed:
+                self._slots.release()
+                return
+            except Exception:
+                self._slots.release()
+                log.warning("claim failed; retrying in %.1f s", backoff, exc_info=True)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            if lease is None:
+                self._slots.release()
+            elif self._stopping.is_set():
+                await release(self._queue, lease)
+                self._slots.release()
+            else:
+                runner = asyncio.create_task(self._run(lease), name=f"job-{lease.job_id}")
+                self._running[lease.job_id] = (runner, None)
+
+    async def _reap_loop(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.config.reap_interval)
+            if self._stopping.is_set():
+                return
+            try:
+                reclaimed = await self._queue.reap()
+            except QueueClosed:
+                return
+            except Exception:
+                log.warning("reap failed", exc_info=True)
+                continue
+            if reclaimed:
+                log.warning("reclaimed %d jobs with expired leases", reclaimed)
+
+    async def _run(self, lease: Lease) -> None:
+        try:
+            await self._run_attempt(lease)
+        except Exception:
+            log.exception("worker error while running job %s", lease.job_id)
+        finally:
+            self._running.pop(lease.job_id, None)
+            self._slots.release()
+
+    async def _run_attempt(self, lease: Lease) -> None:
+        job = lease.job
+        started = time.time()
+        try:
+            task = self._registry.get(job.type)
+        except UnknownTask as exc:
+            outcome: Outcome = Fail(JobError(str(exc), kind="unknown_type"))
+            await settle(self._queue, lease, outcome)
+            self._notify(TaskResult(job.id, job.type, job.attempts, outcome, started, time.time()))
+            return
+        keeper = LeaseKeeper(self._queue, lease, self.config.lease_seconds)
+        ctx = JobContext(
+            job=job,
+            task=task,
+            deadline=started + job.timeout,
+            worker_id=self.worker_id,
+            beat=keeper.beat,
+        )
+        handler = asyncio.create_task(self._chain(ctx), name=f"handler-{job.id}")
+        self._running[job.id] = (asyncio.current_task(), handler)  # type: ignore[assignment]
+        keeper.start(handler, ctx.cancel_event)
+        try:
+            result: Outcome | None = await handler
+        except asyncio.CancelledError:
+            result = None
+        finally:
+            await keeper.stop()
+        if keeper.lost:
+            return
+        if result is None:
+            await release(self._queue, keeper.lease)
+            return
+        if await settle(self._queue, keeper.lease, result) is not None:
+            self._notify(TaskResult(job.id, job.type, job.attempts, result, started, time.time()))
+
+    def _notify(self, result: TaskResult) -> None:
+        for layer in self._middleware:
+            try:
+                layer.settled(result)
+            except Exception:
+                log.exception("middleware %s failed in settled()", type(layer).__name__)
