@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 
 JOB_FIELDS = ("job_id", "job_type", "attempt", "correlation_id", "span_id", "worker_id")
 
@@ -29,9 +30,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
-    """Send logs to stderr, as JSON lines or as plain text; replaces earlier handlers."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(
+    level: str = "INFO", json_lines: bool = True, file: Path | None = None
+) -> None:
+    """Send logs to stderr (or ``file``), as JSON lines or plain text; replaces earlier handlers."""
+    handler: logging.Handler
+    if file is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(file, encoding="utf-8")
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:

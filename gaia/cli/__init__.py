@@ -1,0 +1,1 @@
+"""The ``gaia`` command line."""

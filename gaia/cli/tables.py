@@ -1,0 +1,34 @@
+"""Print a table with rich when available, else as aligned plain text."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        _print_plain(title, columns, rows)
+        return
+    table = Table(title=title)
+    for index, column in enumerate(columns):
+        table.add_column(column, justify="left" if index == 0 else "right")
+    for row in rows:
+        table.add_row(*(format_cell(cell) for cell in row))
+    Console().print(table)
+
+
+def format_cell(cell: object) -> str:
+    if isinstance(cell, float):
+        return f"{cell:.4g}" if abs(cell) < 1000 else f"{cell:,.0f}"
+    return str(cell)
+
+
+def _print_plain(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [list(columns)] + [[format_cell(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    print(title)
+    for row in cells:
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))

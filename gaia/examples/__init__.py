@@ -1,0 +1,1 @@
+"""Example task modules, runnable with ``gaia worker --tasks gaia.examples.demo``."""
