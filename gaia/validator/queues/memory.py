@@ -45,6 +45,7 @@ class MemoryQueue(Queue):
         self._ready: dict[str, list[_ReadyEntry]] = {}
         self._delayed: dict[str, list[_DelayedEntry]] = {}
         self._dedupe: dict[str, str] = {}
+        self._active: set[str] = set()
         self._wakeup = Wakeup()
         self._closed = False
 
@@ -78,6 +79,10 @@ class MemoryQueue(Queue):
     def _store(self, job: Job) -> None:
         """Save ``job`` and index it for claiming if it is claimable."""
         self._jobs[job.id] = job
+        if job.status in ACTIVE_STATUSES:
+            self._active.add(job.id)
+        else:
+            self._active.discard(job.id)
         generation = self._generation.get(job.id, 0) + 1
         self._generation[job.id] = generation
         key = job.dedupe_key
@@ -283,7 +288,7 @@ class MemoryQueue(Queue):
 
     def active_count(self) -> int:
         """Jobs in an active state (for tests and the demo's progress bar)."""
-        return sum(1 for job in self._jobs.values() if job.status in ACTIVE_STATUSES)
+        return len(self._active)
 
 
 async def open_memory_queue(url: str, *, clock: Callable[[], float] = time.time) -> MemoryQueue:

@@ -26,7 +26,7 @@ from gaia.validator.core.queue import Lease, Queue
 from gaia.validator.core.task import TaskRegistry
 from gaia.validator.workers.context import JobContext
 from gaia.validator.workers.execute import Executor, ProcessRunner
-from gaia.validator.workers.lease_keeper import LeaseKeeper
+from gaia.validator.workers.heartbeats import Heartbeats
 from gaia.validator.workers.middleware import Middleware, compose, default_middleware
 from gaia.validator.workers.settle import release, settle
 
@@ -78,7 +78,8 @@ class WorkerPool:
         self._stopped = asyncio.Event()
         self._claimer: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
-        self._running: dict[str, tuple[asyncio.Task[None], asyncio.Task[Outcome] | None]] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._heartbeats = Heartbeats(queue, self.config.lease_seconds)
 
     @property
     def running_jobs(self) -> int:
@@ -89,6 +90,7 @@ class WorkerPool:
             raise RuntimeError("worker pool already started")
         for layer in self._middleware:
             await layer.start()
+        self._heartbeats.start()
         self._claimer = asyncio.create_task(self._claim_loop(), name=f"{self.worker_id}-claim")
         self._reaper = asyncio.create_task(self._reap_loop(), name=f"{self.worker_id}-reap")
         log.info("worker pool started", extra={"worker_id": self.worker_id})
@@ -105,16 +107,17 @@ class WorkerPool:
             if background is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
-        runners = [runner for runner, _ in self._running.values()]
-        if runners:
-            await asyncio.wait(runners, timeout=max(0.0, deadline - time.monotonic()))
+        if self._running:
+            await asyncio.wait(
+                list(self._running.values()), timeout=max(0.0, deadline - time.monotonic())
+            )
         leftover = list(self._running.values())
-        for _, handler in leftover:
-            if handler is not None:
-                handler.cancel()
+        for runner in leftover:
+            runner.cancel()
         if leftover:
             log.warning("drain deadline reached: cancelled %d running jobs", len(leftover))
-            await asyncio.gather(*(runner for runner, _ in leftover), return_exceptions=True)
+            await asyncio.gather(*leftover, return_exceptions=True)
+        await self._heartbeats.stop()
         for layer in self._middleware:
             await layer.stop()
         self._stopped.set()
@@ -179,7 +182,7 @@ class WorkerPool:
                 self._slots.release()
             else:
                 runner = asyncio.create_task(self._run(lease), name=f"job-{lease.job_id}")
-                self._running[lease.job_id] = (runner, None)
+                self._running[lease.job_id] = runner
 
     async def _reap_loop(self) -> None:
         while not self._stopping.is_set():
@@ -207,39 +210,46 @@ class WorkerPool:
             self._slots.release()
 
     async def _run_attempt(self, lease: Lease) -> None:
+        """Run one claimed job in this task; cancelling the task (drain deadline, lost lease)
+        stops the handler, and the claim is then released unless the lease was lost."""
         job = lease.job
         started = time.time()
         try:
             task = self._registry.get(job.type)
         except UnknownTask as exc:
-            outcome: Outcome = Fail(JobError(str(exc), kind="unknown_type"))
-            await settle(self._queue, lease, outcome)
-            self._notify(TaskResult(job.id, job.type, job.attempts, outcome, started, time.time()))
+            await self._finish(lease, Fail(JobError(str(exc), kind="unknown_type")), started)
             return
-        keeper = LeaseKeeper(self._queue, lease, self.config.lease_seconds)
+        runner = asyncio.current_task()
+        assert runner is not None
+        cancel_event = asyncio.Event()
+        held = self._heartbeats.hold(lease, runner, cancel_event)
         ctx = JobContext(
             job=job,
             task=task,
             deadline=started + job.timeout,
             worker_id=self.worker_id,
-            beat=keeper.beat,
+            beat=lambda progress: self._heartbeats.beat(held, progress),
+            cancel_event=cancel_event,
         )
-        handler = asyncio.create_task(self._chain(ctx), name=f"handler-{job.id}")
-        self._running[job.id] = (asyncio.current_task(), handler)  # type: ignore[assignment]
-        keeper.start(handler, ctx.cancel_event)
         try:
-            result: Outcome | None = await handler
+            outcome: Outcome | None = await self._chain(ctx)
         except asyncio.CancelledError:
-            result = None
+            runner.uncancel()
+            outcome = None
         finally:
-            await keeper.stop()
-        if keeper.lost:
+            self._heartbeats.drop(held)
+        if held.lost:
             return
-        if result is None:
-            await release(self._queue, keeper.lease)
+        if outcome is None:
+            await asyncio.shield(release(self._queue, held.lease))
             return
-        if await settle(self._queue, keeper.lease, result) is not None:
-            self._notify(TaskResult(job.id, job.type, job.attempts, result, started, time.time()))
+        await self._finish(held.lease, outcome, started)
+
+    async def _finish(self, lease: Lease, outcome: Outcome, started: float) -> None:
+        # Shielded: a cancel arriving now (drain deadline) must not lose a finished outcome.
+        if await asyncio.shield(settle(self._queue, lease, outcome)) is not None:
+            job = lease.job
+            self._notify(TaskResult(job.id, job.type, job.attempts, outcome, started, time.time()))
 
     def _notify(self, result: TaskResult) -> None:
         for layer in self._middleware:
