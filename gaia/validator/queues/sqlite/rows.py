@@ -50,8 +50,7 @@ PRIORITY = 1 + JOB_COLUMNS.index("priority")
 NOT_BEFORE = 1 + JOB_COLUMNS.index("not_before")
 
 INSERT = (
-    f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in JOB_COLUMNS)})"
+    f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' for _ in JOB_COLUMNS)})"
 )
 
 MUTABLE_COLUMNS: tuple[str, ...] = (
@@ -70,8 +69,29 @@ MUTABLE_COLUMNS: tuple[str, ...] = (
 )
 UPDATE = f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in MUTABLE_COLUMNS)} WHERE seq = ?"
 
-Row = Sequence[object]
 Param = str | int | float | None
+Row = Sequence[Param]
+
+
+def row_seq(row: Row) -> int:
+    value = row[SEQ]
+    assert isinstance(value, int)
+    return value
+
+
+def row_id(row: Row) -> str:
+    value = row[ID]
+    assert isinstance(value, str)
+    return value
+
+
+def claim_order(row: Row) -> tuple[int, float, int]:
+    """Claim order of a row: higher priority, then earlier not_before, then enqueue order.
+
+    Columns are STRICT-typed, so priority is an integer and not_before a real."""
+    priority, not_before = row[PRIORITY], row[NOT_BEFORE]
+    assert isinstance(priority, int) and isinstance(not_before, float)
+    return (-priority, not_before, row_seq(row))
 
 
 def dump(value: JSONValue) -> str:
@@ -135,14 +155,14 @@ def decode_row(row: Row) -> Job:
         if name in JSON_COLUMNS and value is not None:
             record[name] = _load(row, name, value)
         else:
-            record[name] = value  # type: ignore[assignment]
+            record[name] = value
     try:
         return job_from_record(record)
     except CorruptJob as exc:
         raise CorruptJob(f"job {row[ID]!r}: {exc}") from None
 
 
-def _load(row: Row, column: str, value: object) -> JSONValue:
+def _load(row: Row, column: str, value: Param) -> JSONValue:
     if not isinstance(value, str):
         raise CorruptJob(f"job {row[ID]!r}: column {column!r} holds {type(value).__name__}")
     try:
@@ -171,12 +191,12 @@ def _parses(raw: object, want_object: bool) -> bool:
     return isinstance(value, dict) or not want_object
 
 
-def salvage(row: Row) -> tuple[dict[str, str | None], dict[str, object]]:
+def salvage(row: Row) -> tuple[dict[str, str | None], JSONObject]:
     """For dead-lettering a corrupt row: replacement values for its damaged JSON columns (so
     the dead job can still be read and listed), and the raw values they replace, to be kept
     verbatim in the ``quarantine`` column for whoever investigates. Progress is dropped."""
     replacements: dict[str, str | None] = {"progress": None}
-    quarantine: dict[str, object] = {}
+    quarantine: JSONObject = {}
     for name, want_object, replacement in _SALVAGED:
         raw = row[1 + JOB_COLUMNS.index(name)]
         if raw is None and not want_object:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import sqlite3
 
 CLAIMABLE = "status IN ('queued', 'retry_scheduled')"
+FINISHED = "status IN ('succeeded', 'cancelled', 'dead')"
 ACTIVE = "status IN ('queued', 'running', 'retry_scheduled') AND dedupe_key IS NOT NULL"
 
 _V1: tuple[str, ...] = (
@@ -60,8 +61,7 @@ _V1: tuple[str, ...] = (
     f"WHERE {CLAIMABLE}",
     f"CREATE UNIQUE INDEX jobs_dedupe_active ON jobs (dedupe_key) WHERE {ACTIVE}",
     "CREATE INDEX jobs_lease_expiry ON jobs (lease_expires_at) WHERE status = 'running'",
-    "CREATE INDEX jobs_finished ON jobs (status, finished_at) "
-    "WHERE status IN ('succeeded', 'cancelled', 'dead')",
+    f"CREATE INDEX jobs_finished ON jobs (status, finished_at) WHERE {FINISHED}",
 )
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
