@@ -1,0 +1,153 @@
+"""The connection pool, and retrying an operation with backoff when the server goes away.
+
+An operation is a coroutine function ``(connection, attempt) -> T`` that runs ONE unit of work
+(one statement, or one transaction). When the connection is lost, or the server is restarting, the
+pool drops its connections and the operation runs again on a fresh one after a backoff (50 ms
+doubling to 2 s, with jitter), until ``reconnect_timeout`` has passed; then
+:class:`DatabaseUnavailable` is raised. ``attempt`` (1, 2, ...) lets an operation recognise that
+an earlier attempt may have committed before its acknowledgement was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+
+from gaia.validator.core.errors import GaiaError
+from gaia.validator.queues.postgres.options import ParsedURL
+from gaia.validator.queues.postgres.rows import encode_json
+
+T = TypeVar("T")
+Operation = Callable[[asyncpg.Connection, int], Awaitable[T]]
+
+CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, timed out
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, and "connection does not exist"
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,  # the server is starting up or shutting down
+    asyncpg.ConnectionFailureError,
+)
+
+FIRST_BACKOFF = 0.05
+MAX_BACKOFF = 2.0
+CLOSE_TIMEOUT = 5.0
+
+
+class DatabaseUnavailable(GaiaError, ConnectionError):
+    """PostgreSQL could not be reached again within the queue's ``reconnect_timeout``."""
+
+
+def is_connection_lost(error: BaseException) -> bool:
+    if isinstance(error, CONNECTION_LOST):
+        return True
+    # asyncpg raises a bare InterfaceError when a query meets a connection it already closed.
+    return isinstance(error, asyncpg.InterfaceError) and "closed" in str(error)
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: exponential with +-20 % jitter."""
+    base = min(MAX_BACKOFF, FIRST_BACKOFF * 2.0 ** max(0, attempt - 1))
+    return base * random.uniform(0.8, 1.2)
+
+
+async def prepare_connection(connection: asyncpg.Connection) -> None:
+    """Every connection decodes JSONB to Python values and encodes them as compact JSON."""
+    await connection.set_type_codec(
+        "jsonb", encoder=encode_json, decoder=json.loads, schema="pg_catalog"
+    )
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Pool reset hook: nothing to reset (the queue never changes session state), saving the
+    round trip asyncpg would otherwise spend on every release."""
+
+
+async def _nothing() -> None:
+    return None
+
+
+class Connector:
+    """Owns the pool; hands out dedicated connections (migrations, LISTEN) too."""
+
+    def __init__(self, parsed: ParsedURL) -> None:
+        self._dsn = parsed.dsn
+        self._display = parsed.display
+        self._options = parsed.options
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        async def create(_: object, attempt: int) -> asyncpg.Pool:
+            return await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=self._options.pool_size,
+                init=prepare_connection,
+                reset=_keep_session,
+                timeout=self._options.connect_timeout,
+            )
+
+        self._pool = await self._retry(create, _nothing)
+
+    async def run(self, operation: Operation[T]) -> T:
+        """Run ``operation`` on a pooled connection, reconnecting with backoff if it is lost."""
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("the connector is not open")
+
+        async def on_pool(_: object, attempt: int) -> T:
+            async with pool.acquire() as connection:
+                return await operation(connection, attempt)
+
+        return await self._retry(on_pool, pool.expire_connections)
+
+    async def connect(self) -> asyncpg.Connection:
+        """A new connection outside the pool (the caller closes it); one attempt, no retry."""
+        connection = await asyncpg.connect(self._dsn, timeout=self._options.connect_timeout)
+        await prepare_connection(connection)
+        return connection
+
+    async def connect_with_retry(self) -> asyncpg.Connection:
+        async def attempt_connect(_: object, attempt: int) -> asyncpg.Connection:
+            return await self.connect()
+
+        return await self._retry(attempt_connect, _nothing)
+
+    async def _retry(
+        self,
+        operation: Callable[[object, int], Awaitable[T]],
+        on_loss: Callable[[], Awaitable[None]],
+    ) -> T:
+        deadline = time.monotonic() + self._options.reconnect_timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await operation(None, attempt)
+            except Exception as error:
+                if not is_connection_lost(error):
+                    raise
+                await on_loss()
+                delay = 0.0 if attempt == 1 else backoff(attempt - 1)
+                if time.monotonic() + delay > deadline:
+                    raise DatabaseUnavailable(
+                        f"PostgreSQL at {self._display} unreachable for "
+                        f"{self._options.reconnect_timeout:g} s "
+                        f"(reconnect_timeout); last error: {error!r}"
+                    ) from error
+                await asyncio.sleep(delay)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
+        except CONNECTION_LOST:  # includes TimeoutError
+            pool.terminate()
