@@ -1,0 +1,66 @@
+"""``redis://host:port/db?queue=NAME``: the queue on Redis (needs the ``[redis]`` extra).
+
+Every lifecycle step (enqueue, claim, heartbeat, complete, retry, fail, release, cancel,
+requeue, reap) is one Lua script, so it is atomic on the server. Due jobs wait in a sorted set
+per job type, delayed and retry-scheduled ones in another, scored by due time, which the claim
+script promotes. Waiting claimers block in BLPOP on wake-up lists that enqueue, retry, release,
+requeue and reap push to. Key layout: :mod:`.keys`; options: :mod:`.options`. Times come from
+the client's clock: keep machines NTP-synced (skew well below the lease length).
+
+Durability is the server's AOF setting (each script's writes enter the AOF as one MULTI/EXEC,
+so a restart never replays half a step):
+
+- ``appendonly yes`` + ``appendfsync always``: fsynced before the reply; an acknowledged enqueue
+  and every acknowledged state change survive a server crash, an OS crash and a power loss.
+- ``appendonly yes`` + ``appendfsync everysec``: written to the AOF before the reply, fsynced
+  each second; survives a crash or restart of redis-server; an OS crash or power loss can lose
+  about the last 1-2 s of acknowledged enqueues and state changes.
+- ``appendfsync no``: as everysec for a server crash; the OS flushes when it likes (often
+  ~30 s), so a power loss can lose more. Without ``appendonly`` (RDB snapshots only, or none) a
+  restart loses everything since the last snapshot: not fit for a durable queue.
+
+Recommended: ``appendonly yes`` + ``appendfsync everysec`` (a lost state change only re-runs a
+job after its lease expires; a lost enqueue needs an OS crash within a second); use ``always``
+where an acknowledged enqueue must survive a power loss. Opening a queue on a server without
+``appendonly`` logs a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from gaia.validator.queues.redis.connection import RedisLink
+from gaia.validator.queues.redis.options import display_url, parse_redis_url
+from gaia.validator.queues.redis.queue import RedisQueue
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RedisQueue", "open_redis_queue"]
+
+
+async def open_redis_queue(url: str, *, clock: Callable[[], float] = time.time) -> RedisQueue:
+    """Connect to the server in ``url`` (waiting up to ``retry_for`` s for it to answer)."""
+    options = parse_redis_url(url)
+    shown = display_url(url)
+    link = RedisLink(options, shown)
+    try:
+        await link.command("PING")
+        await _warn_unless_appendonly(link, shown)
+    except BaseException:
+        await link.close()
+        raise
+    return RedisQueue(link, options, clock=clock, url=shown)
+
+
+async def _warn_unless_appendonly(link: RedisLink, shown: str) -> None:
+    try:
+        reply = await link.command("CONFIG", "GET", "appendonly")
+    except Exception:  # CONFIG is often disabled on managed servers: nothing to check then
+        return
+    if isinstance(reply, dict) and reply.get(b"appendonly") == b"no":
+        log.warning(
+            "redis queue %s: the server runs without appendonly; a restart loses queued jobs",
+            shown,
+        )

@@ -1,0 +1,163 @@
+"""Connections to the Redis server: script calls with reconnect-and-backoff, and blocking waits.
+
+Two clients share the URL: one for commands and scripts (each call borrows a pooled
+connection), one for the blocking BLPOP of waiting claimers, so an idle claimer never holds a
+connection the others need. redis-py's own retry is off: this module decides what is re-sent,
+and tells each script when a call is a re-send after a lost reply (the script then accepts
+finding its step already applied), so reconnecting never applies a step twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gaia.validator.core.errors import (
+    InvalidTransition,
+    JobNotFound,
+    LeaseLost,
+    QueueClosed,
+)
+from gaia.validator.core.status import JobStatus, check_transition
+from gaia.validator.queues.redis.options import RedisOptions
+from gaia.validator.queues.redis.scripts import SCRIPTS
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Reply = object
+TRANSIENT = (RedisConnectionError, RedisTimeoutError)
+FIRST_BACKOFF = 0.05
+MAX_BACKOFF = 2.0
+SHORTEST_BLOCK = 0.01  # BLPOP's timeout 0 means "forever": never round a short wait down to it
+
+
+class RedisLink:
+    """The queue's two clients and its registered scripts."""
+
+    def __init__(self, options: RedisOptions, display: str) -> None:
+        self._display = display
+        self._retry_for = options.retry_for
+        self._client = _connect(options, socket_timeout=options.timeout)
+        self._waiter = _connect(options, socket_timeout=None)
+        self._scripts = {name: self._client.register_script(text) for name, text in SCRIPTS.items()}
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def check_open(self) -> None:
+        if self._closed:
+            raise QueueClosed(f"queue {self._display} is closed")
+
+    async def script(self, name: str, arguments: Callable[[bool], Sequence[str]]) -> Reply:
+        """Run script ``name`` with ``arguments(resent)``; translate its error replies."""
+        script = self._scripts[name]
+
+        async def run(resent: bool) -> Reply:
+            try:
+                reply: Reply = await script(args=list(arguments(resent)))
+            except ResponseError as error:
+                raise translate(error) from None
+            return reply
+
+        return await self.reconnecting(run)
+
+    async def command(self, *words: str) -> Reply:
+        """A plain (idempotent) command, re-sent after reconnecting if need be."""
+
+        async def run(resent: bool) -> Reply:
+            reply: Reply = await self._client.execute_command(*words)  # type: ignore[no-untyped-call]
+            return reply
+
+        return await self.reconnecting(run)
+
+    async def reconnecting(self, operation: Callable[[bool], Awaitable[T]]) -> T:
+        """``operation(resent)``; on connection loss wait with backoff and call it again."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            self.check_open()
+            try:
+                return await operation(attempt > 0)
+            except TRANSIENT as error:
+                if self._closed:
+                    raise QueueClosed(f"queue {self._display} was closed during a call") from None
+                waited = time.monotonic() - started
+                if waited >= self._retry_for:
+                    raise ConnectionError(
+                        f"redis queue {self._display}: server unreachable for {waited:.1f} s "
+                        f"(retry_for={self._retry_for:g}): {error}"
+                    ) from error
+                delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2**attempt) * random.uniform(0.5, 1.0)
+                log.warning(
+                    "redis queue %s: %s; reconnecting in %.2f s", self._display, error, delay
+                )
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    async def wait(self, keys: Sequence[str], timeout: float) -> None:
+        """Block until a wake-up token is pushed to one of ``keys``, or ``timeout`` seconds."""
+        self.check_open()
+        try:
+            await self._waiter.blpop(list(keys), timeout=round(max(timeout, SHORTEST_BLOCK), 3))
+        except TRANSIENT as error:
+            if self._closed:
+                return
+            # The caller's next claim reconnects with backoff; pause so a down server
+            # does not turn the wait into a spin.
+            log.warning("redis queue %s: wait interrupted: %s", self._display, error)
+            await asyncio.sleep(min(timeout, FIRST_BACKOFF * 4))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._client.aclose()
+        await self._waiter.aclose()
+
+
+def _connect(options: RedisOptions, *, socket_timeout: float | None) -> Redis:
+    """A client of its own pool; redis-py's retry off (see the module docstring)."""
+    return Redis.from_url(
+        options.server_url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=min(options.timeout, 10.0),
+        socket_keepalive=True,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def translate(error: ResponseError) -> Exception:
+    """The queue error a script's error reply stands for (code = first word)."""
+    code, _, detail = str(error).partition(" ")
+    if code == "LEASE_LOST":
+        return LeaseLost(detail)
+    if code == "NOT_FOUND":
+        return JobNotFound(detail)
+    if code == "DEDUPE_HELD":
+        return InvalidTransition(detail)
+    if code == "DUPLICATE_ID":
+        return ValueError(detail)
+    if code == "INVALID_TRANSITION":
+        current, _, target = detail.partition(" ")
+        try:
+            check_transition(JobStatus(current), JobStatus(target))
+        except InvalidTransition as refused:
+            return refused
+        except ValueError:
+            pass
+        return InvalidTransition(f"job status {current!r} cannot go to {target}")
+    return error

@@ -1,0 +1,89 @@
+"""Key layout of one Redis queue. Every key starts with ``gaia:{<queue name>}:``.
+
+The braces are a cluster hash tag: all keys of one queue hash to one slot, which the Lua scripts
+need (they touch many keys of their queue). The Lua prelude (:mod:`.scripts`) builds the same
+names from the same prefix; this module is the Python side, used for reads, blocking waits and
+tests.
+
+==============================  ======  ===========================================================
+key (after the prefix)          type    content
+==============================  ======  ===========================================================
+``job:<id>``                    hash    the job record (see :mod:`.records`)
+``ready:<type>``                zset    due jobs; score ``-priority``, member ``order_member``
+``delayed:<type>``              zset    queued or retry-scheduled jobs not yet due; score not_before
+``leases``                      zset    running jobs; score lease expiry; member job id
+``idx:<type>:<status>``         zset    every job by type and status; score enqueue sequence
+``purge``                       zset    finished jobs; score end of retention; member ``type:id``
+``dedupe``                      hash    dedupe key -> id of the active job holding it
+``types``                       set     every job type ever enqueued
+``seq``                         string  enqueue sequence counter
+``wake:<type>`` / ``wake``      list    wake-up tokens for claimers of one type / of all types
+==============================  ======  ===========================================================
+
+Ready order: members of equal score (equal priority) sort lexicographically, so the member
+``<not_before in microseconds, 17 digits>:<sequence, 15 digits>:<id>`` orders by due time, then
+enqueue order. Due times are compared to the microsecond.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+QUEUE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+KEY_ROOT = "gaia"
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """Names of the keys of queue ``name``."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if not QUEUE_NAME_PATTERN.match(self.name):
+            raise ValueError(
+                f"redis queue name {self.name!r} must be 1-100 characters of letters, digits, "
+                f"'_', '.' or '-'"
+            )
+
+    @property
+    def prefix(self) -> str:
+        return f"{KEY_ROOT}:{{{self.name}}}:"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def ready(self, job_type: str) -> str:
+        return f"{self.prefix}ready:{job_type}"
+
+    def delayed(self, job_type: str) -> str:
+        return f"{self.prefix}delayed:{job_type}"
+
+    def index(self, job_type: str, status: str) -> str:
+        return f"{self.prefix}idx:{job_type}:{status}"
+
+    def wake(self, job_type: str | None) -> str:
+        """The wake-up list of claimers of ``job_type``; None: of claimers of every type."""
+        return f"{self.prefix}wake" if job_type is None else f"{self.prefix}wake:{job_type}"
+
+    @property
+    def leases(self) -> str:
+        return f"{self.prefix}leases"
+
+    @property
+    def purge(self) -> str:
+        return f"{self.prefix}purge"
+
+    @property
+    def dedupe(self) -> str:
+        return f"{self.prefix}dedupe"
+
+    @property
+    def types(self) -> str:
+        return f"{self.prefix}types"
+
+    @property
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key of this queue."""
+        return f"{self.prefix}*"

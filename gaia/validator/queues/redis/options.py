@@ -1,0 +1,106 @@
+"""``redis://[user:password@]host:port/db?queue=NAME&...``: parsing and validation.
+
+Query parameters (all optional); anything else in the query is refused:
+
+=================  ==========  =========================================================
+``queue``          default     queue name; namespaces every key (``gaia:{NAME}:...``)
+``result_ttl``     86400       seconds succeeded/cancelled jobs are kept after they finish
+``dead_ttl``       (keep)      seconds dead jobs are kept; by default until requeued
+``retry_for``      30          seconds a call keeps reconnecting (with backoff) before failing
+``timeout``        30          seconds a single command may take before the connection is dropped
+=================  ==========  =========================================================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from gaia.validator.queues.redis.keys import QueueKeys
+
+DEFAULT_RESULT_TTL = 86_400.0
+EXPIRE_GRACE_SECONDS = 3_600
+"""Redis expires a finished record this long after its retention, if no reaper purged it."""
+
+
+@dataclass(frozen=True)
+class RedisOptions:
+    server_url: str
+    queue: str = "default"
+    result_ttl: float = DEFAULT_RESULT_TTL
+    dead_ttl: float | None = None
+    retry_for: float = 30.0
+    timeout: float = 30.0
+
+    @property
+    def keys(self) -> QueueKeys:
+        return QueueKeys(self.queue)
+
+
+def _seconds(name: str, *, zero_ok: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"redis URL option {name}={text!r} is not a number") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+            bound = ">= 0" if zero_ok else "> 0"
+            raise ValueError(f"redis URL option {name}={text!r} must be a finite number {bound}")
+        return value
+
+    return parse
+
+
+def _queue_name(text: str) -> str:
+    QueueKeys(text)  # validates
+    return text
+
+
+_PARSERS: dict[str, Callable[[str], object]] = {
+    "queue": _queue_name,
+    "result_ttl": _seconds("result_ttl", zero_ok=False),
+    "dead_ttl": _seconds("dead_ttl", zero_ok=False),
+    "retry_for": _seconds("retry_for", zero_ok=True),
+    "timeout": _seconds("timeout", zero_ok=False),
+}
+
+
+def parse_redis_url(url: str) -> RedisOptions:
+    """Split ``url`` into the server URL redis-py connects to and the queue's options."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis":
+        raise ValueError(f"redis queue URL must start with redis://, got {display_url(url)!r}")
+    if not parts.hostname:
+        raise ValueError(f"redis queue URL {display_url(url)!r} names no host")
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise ValueError(
+            f"redis queue URL path must be a database number such as /0, got {parts.path!r}"
+        )
+    values: dict[str, object] = {}
+    for name, text in parse_qsl(parts.query, keep_blank_values=True):
+        parser = _PARSERS.get(name)
+        if parser is None:
+            known = ", ".join(sorted(_PARSERS))
+            raise ValueError(f"unknown redis URL option {name!r}; known options: {known}")
+        if name in values:
+            raise ValueError(f"redis URL option {name!r} is given twice")
+        values[name] = parser(text)
+    server_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return RedisOptions(server_url=server_url, **values)  # type: ignore[arg-type]
+
+
+def display_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def expire_seconds(ttl: float) -> int:
+    """EXPIRE for a record kept ``ttl`` s: later than the reaper's purge, as a backstop."""
+    return math.ceil(ttl) + EXPIRE_GRACE_SECONDS

@@ -1,0 +1,123 @@
+"""A job record as a Redis hash, and back.
+
+The hash holds ``spec``, the whole record as JSON at enqueue time (the core codec's record), and
+*overlay* fields: the ones the Lua scripts read or change, stored as plain text so a script
+never has to re-encode JSON (Redis's cjson would round floats to 14 digits and turn ``[]`` into
+``{}``). Decoding takes ``spec`` and lays the overlay fields over it. An empty overlay value means
+null. Floats are written by Python's ``repr`` and copied verbatim by the scripts, so they survive
+exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+
+from gaia.validator.core.codec import encode_job, error_to_record, job_from_record
+from gaia.validator.core.errors import CorruptJob
+from gaia.validator.core.job import Job, JobError
+from gaia.validator.core.json_value import JSONValue
+
+
+def _integer(text: str) -> JSONValue:
+    return int(text)
+
+
+def _number(text: str) -> JSONValue:
+    return None if text == "" else float(text)
+
+
+def _text(text: str) -> JSONValue:
+    return None if text == "" else text
+
+
+def _json(text: str) -> JSONValue:
+    decoded: JSONValue = None if text == "" else json.loads(text)
+    return decoded
+
+
+# hash field -> (record field, parser of the stored text)
+OVERLAY: dict[str, tuple[str, Callable[[str], JSONValue]]] = {
+    "type": ("type", _text),
+    "status": ("status", _text),
+    "priority": ("priority", _integer),
+    "max_attempts": ("max_attempts", _integer),
+    "attempts": ("attempts", _integer),
+    "lease_token": ("lease_token", _integer),
+    "not_before": ("not_before", _number),
+    "updated_at": ("updated_at", _number),
+    "started_at": ("started_at", _number),
+    "finished_at": ("finished_at", _number),
+    "lease_expires_at": ("lease_expires_at", _number),
+    "worker_id": ("worker_id", _text),
+    "dedupe": ("dedupe_key", _text),
+    "error": ("error", _json),
+    "result": ("result", _json),
+    "progress": ("progress", _json),
+}
+_OVERLAY_BYTES = {name.encode(): entry for name, entry in OVERLAY.items()}
+FIELDS_PER_JOB = 9
+
+
+def number_text(value: float) -> str:
+    """Exact text of a finite float (``repr`` round-trips); refuses NaN and infinities."""
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"time {value!r} must be a finite number of seconds")
+    return repr(float(value))
+
+
+def enqueue_fields(job: Job) -> list[str]:
+    """The FIELDS_PER_JOB arguments the enqueue script reads for one job, in its order."""
+    return [
+        job.id,
+        job.type,
+        str(job.priority),
+        str(job.max_attempts),
+        job.dedupe_key or "",
+        str(job.attempts),
+        str(job.lease_token),
+        number_text(job.not_before),
+        encode_job(job),
+    ]
+
+
+def json_text(value: JSONValue) -> str:
+    """Strict JSON (no NaN), for results, errors and progress written by the scripts."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"value is not JSON-serialisable: {exc}") from None
+
+
+def error_text(error: JobError | None) -> str:
+    return "" if error is None else json_text(error_to_record(error))
+
+
+def pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    """``[k1, v1, k2, v2, ...]`` (a script's HGETALL) as a dict."""
+    return dict(zip(flat[0::2], flat[1::2], strict=True))
+
+
+def decode_hash(fields: Mapping[bytes, bytes]) -> Job:
+    """The job stored in ``fields``; raise CorruptJob naming what is wrong."""
+    spec = fields.get(b"spec")
+    if spec is None:
+        raise CorruptJob("job record lacks its 'spec' field")
+    try:
+        record = json.loads(spec)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptJob(f"job record is not valid JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise CorruptJob(f"job record must be a JSON object, got {type(record).__name__}")
+    for name, raw in fields.items():
+        entry = _OVERLAY_BYTES.get(name)
+        if entry is None:
+            continue
+        field, parse = entry
+        try:
+            record[field] = parse(raw.decode())
+        except (ValueError, UnicodeDecodeError):
+            raise CorruptJob(
+                f"job record field {name.decode()!r} is invalid: {raw[:80]!r}"
+            ) from None
+    return job_from_record(record)

@@ -1,0 +1,313 @@
+"""The Lua scripts of the Redis queue: each lifecycle step is one atomic script.
+
+Every script is ``PRELUDE`` + its body. ``ARGV`` starts with a common header, then the script's
+own arguments from ``ARGV[A]`` on:
+
+    ARGV[1] key prefix (``gaia:{queue}:``)   ARGV[2] now (client clock, exact float text)
+    ARGV[3] '1' when re-sent after a lost reply (the step may already be applied)
+    ARGV[4] result_ttl  ARGV[5] its EXPIRE seconds  ARGV[6] dead_ttl  ARGV[7] its EXPIRE seconds
+    (a ttl of '' keeps the record until requeued or deleted)
+
+Scripts never format floats themselves (Lua's ``tostring`` keeps 14 digits): times are copied
+from the arguments, or passed to ``redis.call`` as numbers, which Redis writes exactly. Errors
+are replies whose first word is a code (see :mod:`.connection`); a script returns an error only
+before its first write, so a refused step changes nothing.
+"""
+
+from __future__ import annotations
+
+from gaia.validator.queues.redis.admin_scripts import ADMIN_SCRIPTS
+from gaia.validator.queues.redis.settle_scripts import SETTLE_SCRIPTS
+
+PRELUDE = r"""
+local P = ARGV[1]
+local NOW_S = ARGV[2]
+local NOW = tonumber(NOW_S)
+local RESENT = ARGV[3] == '1'
+local RETENTION = {succeeded = {ARGV[4], ARGV[5]}, cancelled = {ARGV[4], ARGV[5]},
+                   dead = {ARGV[6], ARGV[7]}}
+local A = 8
+local STATUSES = {'queued', 'running', 'succeeded', 'retry_scheduled', 'dead', 'cancelled'}
+local KNOWN = {queued = true, running = true, succeeded = true, retry_scheduled = true,
+               dead = true, cancelled = true}
+local CLAIMABLE = {queued = true, retry_scheduled = true}
+local ACTIVE = {queued = true, running = true, retry_scheduled = true}
+local WAKE_CAP = 64
+local LEASES, PURGE, DEDUPE = P .. 'leases', P .. 'purge', P .. 'dedupe'
+local TYPES, SEQ, WAKE_ALL = P .. 'types', P .. 'seq', P .. 'wake'
+
+local function job_key(id) return P .. 'job:' .. id end
+local function ready_key(t) return P .. 'ready:' .. t end
+local function delayed_key(t) return P .. 'delayed:' .. t end
+local function index_key(t, s) return P .. 'idx:' .. t .. ':' .. s end
+local function wake_key(t) return P .. 'wake:' .. t end
+
+-- The fields every step reads, by name; numbers checked so no step fails half-way.
+local FIELDS = {'status', 'type', 'seq', 'priority', 'not_before', 'attempts', 'max_attempts',
+                'lease_token', 'dedupe', 'lease_expires_at', 'worker_id'}
+local function load(id)
+  local v = redis.call('HMGET', job_key(id), unpack(FIELDS))
+  local f = {}
+  for i, name in ipairs(FIELDS) do f[name] = v[i] end
+  f.exists = v[1] ~= false or redis.call('EXISTS', job_key(id)) == 1
+  f.sound = KNOWN[f.status] ~= nil and f.type ~= false
+  for _, name in ipairs({'seq', 'priority', 'not_before', 'attempts', 'max_attempts',
+                         'lease_token'}) do
+    if not tonumber(f[name]) then f.sound = false end
+  end
+  if f.dedupe == false then f.dedupe = '' end
+  return f
+end
+
+-- Ready order: score -priority; equal scores sort by member: due time (us), then sequence.
+local function order_member(not_before, seq, id)
+  local micros = math.floor(tonumber(not_before) * 1000000)
+  micros = math.max(0, math.min(micros, 9.9e16))
+  return string.format('%017d:%015d:', micros, tonumber(seq)) .. id
+end
+local MEMBER_ID_AT = 35
+
+local function place(id, f)
+  if tonumber(f.not_before) <= NOW then
+    redis.call('ZADD', ready_key(f.type), -tonumber(f.priority),
+               order_member(f.not_before, f.seq, id))
+  else
+    redis.call('ZADD', delayed_key(f.type), f.not_before, id)
+  end
+end
+
+local function unplace(id, f)
+  redis.call('ZREM', delayed_key(f.type), id)
+  redis.call('ZREM', ready_key(f.type), order_member(f.not_before, f.seq, id))
+end
+
+local function reindex(id, t, from, to, seq)
+  if from ~= to then
+    redis.call('ZREM', index_key(t, from), id)
+    redis.call('ZADD', index_key(t, to), seq, id)
+  end
+end
+
+local function wake(t, n)
+  for _, key in ipairs({wake_key(t), WAKE_ALL}) do
+    local room = WAKE_CAP - redis.call('LLEN', key)
+    for _ = 1, math.min(n, room) do redis.call('LPUSH', key, '1') end
+  end
+end
+
+local function free_dedupe(id, dedupe)
+  if dedupe ~= '' and redis.call('HGET', DEDUPE, dedupe) == id then
+    redis.call('HDEL', DEDUPE, dedupe)
+  end
+end
+
+local function keep_for(id, t, status)
+  local ttl = RETENTION[status]
+  if ttl and ttl[1] ~= '' then
+    redis.call('ZADD', PURGE, NOW + tonumber(ttl[1]), t .. ':' .. id)
+    redis.call('EXPIRE', job_key(id), ttl[2])
+  end
+end
+
+-- Move a job to a terminal status; `extra` lists more field/value pairs to set.
+local function finish(id, f, to, extra)
+  redis.call('HSET', job_key(id), 'status', to, 'updated_at', NOW_S, 'finished_at', NOW_S,
+             'lease_expires_at', '', unpack(extra))
+  reindex(id, f.type, f.status, to, f.seq)
+  redis.call('ZREM', LEASES, id)
+  free_dedupe(id, f.dedupe)
+  keep_for(id, f.type, to)
+end
+
+-- Dead-letter an undecodable record: keep its bytes in corrupt_spec, write a decodable stub.
+local function bury(id, t, message)
+  local k = job_key(id)
+  local raw = redis.call('HMGET', k, 'spec', 'seq', 'dedupe', 'attempts', 'lease_token')
+  if raw[1] then redis.call('HSET', k, 'corrupt_spec', raw[1]) end
+  for _, s in ipairs(STATUSES) do redis.call('ZREM', index_key(t, s), id) end
+  redis.call('ZREM', LEASES, id)
+  redis.call('ZREM', delayed_key(t), id)
+  if raw[3] then free_dedupe(id, raw[3]) end
+  local seq = tonumber(raw[2]) or redis.call('INCR', SEQ)
+  local stub = '{"id":' .. cjson.encode(id) .. ',"type":' .. cjson.encode(t)
+    .. ',"payload":{},"metadata":{},"timeout":300,"memory_mb":0,"correlation_id":'
+    .. cjson.encode(id) .. ',"created_at":' .. NOW_S .. '}'
+  redis.call('HSET', k, 'spec', stub, 'type', t, 'status', 'dead', 'priority', 0,
+             'max_attempts', 1, 'attempts', math.floor(tonumber(raw[4]) or 0),
+             'lease_token', math.floor(tonumber(raw[5]) or 0), 'not_before', NOW_S,
+             'dedupe', '', 'seq', seq, 'updated_at', NOW_S, 'finished_at', NOW_S,
+             'started_at', '', 'lease_expires_at', '', 'worker_id', '', 'result', '',
+             'progress', '', 'error', cjson.encode({message = message, kind = 'corrupt_record'}))
+  redis.call('ZADD', index_key(t, 'dead'), seq, id)
+  keep_for(id, t, 'dead')
+end
+
+local function lease_lost(id, token, f)
+  if not f.exists then return redis.error_reply('LEASE_LOST job ' .. id .. ' no longer exists') end
+  return redis.error_reply('LEASE_LOST job ' .. id .. ': lease token ' .. token
+    .. ' is stale (job is ' .. tostring(f.status) .. ', token ' .. tostring(f.lease_token) .. ')')
+end
+
+-- The job if `token` holds its lease; with `done` (statuses a re-sent step may have produced
+-- already), also the job when it is there with the same token, and true as second value.
+local function held(id, token, done)
+  local f = load(id)
+  if f.sound and tonumber(f.lease_token) == tonumber(token) then
+    if f.status == 'running' then return f, false end
+    if RESENT and done and done[f.status] then return f, true end
+  end
+  return nil, lease_lost(id, token, f)
+end
+"""
+
+ENQUEUE = r"""
+-- ARGV[A]: number of jobs; then per job: id, type, priority, max_attempts, dedupe ('' = none),
+-- attempts, lease_token, not_before, spec. Returns per job 0 (stored as given) or the active
+-- job (HGETALL) that holds its dedupe key.
+local n = tonumber(ARGV[A])
+local FIELDS_PER_JOB = 9
+if not RESENT then
+  for i = 0, n - 1 do
+    local id = ARGV[A + 1 + i * FIELDS_PER_JOB]
+    if redis.call('EXISTS', job_key(id)) == 1 then
+      return redis.error_reply('DUPLICATE_ID a job with id ' .. id .. ' already exists')
+    end
+  end
+end
+local first_seq = redis.call('INCRBY', SEQ, n) - n + 1
+local out, woken = {}, {}
+for i = 0, n - 1 do
+  local o = A + 1 + i * FIELDS_PER_JOB
+  local id, t, dedupe = ARGV[o], ARGV[o + 1], ARGV[o + 4]
+  local holder = false
+  if dedupe ~= '' then
+    local other = redis.call('HGET', DEDUPE, dedupe)
+    if other and ACTIVE[redis.call('HGET', job_key(other), 'status')] then holder = other end
+  end
+  if not holder and RESENT and redis.call('EXISTS', job_key(id)) == 1 then holder = id end
+  if holder then
+    out[#out + 1] = redis.call('HGETALL', job_key(holder))
+  else
+    local f = {type = t, priority = ARGV[o + 2], not_before = ARGV[o + 7], seq = first_seq + i}
+    if dedupe ~= '' then redis.call('HSET', DEDUPE, dedupe, id) end
+    redis.call('HSET', job_key(id), 'spec', ARGV[o + 8], 'type', t, 'status', 'queued',
+               'priority', f.priority, 'max_attempts', ARGV[o + 3], 'dedupe', dedupe,
+               'attempts', ARGV[o + 5], 'lease_token', ARGV[o + 6], 'not_before', f.not_before,
+               'seq', f.seq)
+    redis.call('ZADD', index_key(t, 'queued'), f.seq, id)
+    redis.call('SADD', TYPES, t)
+    place(id, f)
+    woken[t] = (woken[t] or 0) + 1
+    out[#out + 1] = 0
+  end
+end
+for t, count in pairs(woken) do wake(t, count) end
+return out
+"""
+
+CLAIM = r"""
+-- ARGV[A]: worker id, ARGV[A+1]: lease seconds, ARGV[A+2]: most jobs to claim,
+-- ARGV[A+3..]: job types (none = every type).
+-- Returns {next due time of a delayed job or '', id, HGETALL, id, HGETALL, ...}.
+local worker, expires, want = ARGV[A], NOW + tonumber(ARGV[A + 1]), tonumber(ARGV[A + 2])
+local types = {}
+for i = A + 3, #ARGV do types[#types + 1] = ARGV[i] end
+local every = #types == 0
+if every then types = redis.call('SMEMBERS', TYPES) end
+
+local function corrupt(f)
+  return 'job record is invalid: field status/type/numbers unreadable (status '
+    .. tostring(f.status) .. ', type ' .. tostring(f.type) .. ')'
+end
+
+for _, t in ipairs(types) do
+  local due = redis.call('ZRANGEBYSCORE', delayed_key(t), '-inf', NOW_S, 'LIMIT', 0, 1000)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', delayed_key(t), id)
+    local f = load(id)
+    if f.sound and f.type == t and CLAIMABLE[f.status] then
+      redis.call('ZADD', ready_key(t), -tonumber(f.priority), order_member(f.not_before, f.seq, id))
+    elseif f.exists and not (f.sound and f.type == t) then
+      bury(id, t, corrupt(f))
+    end
+  end
+end
+
+local out = {''}
+local claimed = 0
+while claimed < want do
+  local best_t, best_m, best_s = nil, nil, nil
+  for _, t in ipairs(types) do
+    local head = redis.call('ZRANGE', ready_key(t), 0, 0, 'WITHSCORES')
+    if head[1] then
+      local s = tonumber(head[2])
+      if best_t == nil or s < best_s or (s == best_s and head[1] < best_m) then
+        best_t, best_m, best_s = t, head[1], s
+      end
+    end
+  end
+  if best_t == nil then break end
+  redis.call('ZREM', ready_key(best_t), best_m)
+  local id = string.sub(best_m, MEMBER_ID_AT)
+  local f = load(id)
+  if f.sound and f.type == best_t and CLAIMABLE[f.status] then
+    redis.call('HSET', job_key(id), 'status', 'running', 'attempts', tonumber(f.attempts) + 1,
+               'lease_token', tonumber(f.lease_token) + 1, 'lease_expires_at', expires,
+               'worker_id', worker, 'started_at', NOW_S, 'updated_at', NOW_S, 'progress', '')
+    reindex(id, best_t, f.status, 'running', f.seq)
+    redis.call('ZADD', LEASES, expires, id)
+    out[#out + 1] = id
+    out[#out + 1] = redis.call('HGETALL', job_key(id))
+    claimed = claimed + 1
+  elseif f.exists and not (f.sound and f.type == best_t) then
+    bury(id, best_t, corrupt(f))
+  end
+end
+
+if claimed > 0 then
+  -- More due work left: pass a wake-up on to another waiting claimer.
+  local more = false
+  for _, t in ipairs(types) do
+    if redis.call('EXISTS', ready_key(t)) == 1 then
+      more = true
+      if redis.call('LLEN', wake_key(t)) == 0 then redis.call('LPUSH', wake_key(t), '1') end
+    end
+  end
+  if more and redis.call('LLEN', WAKE_ALL) == 0 then redis.call('LPUSH', WAKE_ALL, '1') end
+else
+  -- Nothing due for these types: pending wake-ups for them are stale.
+  local next_due = nil
+  for _, t in ipairs(types) do
+    redis.call('DEL', wake_key(t))
+    local head = redis.call('ZRANGE', delayed_key(t), 0, 0, 'WITHSCORES')
+    if head[1] and (next_due == nil or tonumber(head[2]) < tonumber(next_due)) then
+      next_due = head[2]
+    end
+  end
+  if every then redis.call('DEL', WAKE_ALL) end
+  out[1] = next_due or ''
+end
+return out
+"""
+
+BURY = r"""
+-- ARGV[A]: job id, ARGV[A+1]: lease token, ARGV[A+2]: why the client could not decode it.
+local id, token = ARGV[A], ARGV[A + 1]
+local f = load(id)
+if f.status ~= 'running' or tonumber(f.lease_token) ~= tonumber(token) or not f.type then
+  return lease_lost(id, token, f)
+end
+bury(id, f.type, ARGV[A + 2])
+return redis.call('HGETALL', job_key(id))
+"""
+
+SCRIPTS: dict[str, str] = {
+    name: PRELUDE + body
+    for name, body in {
+        "enqueue": ENQUEUE,
+        "claim": CLAIM,
+        "bury": BURY,
+        **SETTLE_SCRIPTS,
+        **ADMIN_SCRIPTS,
+    }.items()
+}
