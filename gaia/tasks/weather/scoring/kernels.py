@@ -89,9 +89,7 @@ def _accumulate(inputs: FieldInputs, block_rows: int, shift: float) -> _Moments:
         np.vecdot(x[1:], x[1:], out=moments.squares[1:, start:stop])
         np.vecdot(x[_F_ANOMALY], x[_O_ANOMALY], out=moments.cross[_CROSS_ANOMALY, start:stop])
         if has_reference:
-            np.vecdot(
-                x[_F_SHIFTED], x[_REF_SHIFTED], out=moments.cross[_CROSS_SHIFTED, start:stop]
-            )
+            np.vecdot(x[_F_SHIFTED], x[_REF_SHIFTED], out=moments.cross[_CROSS_SHIFTED, start:stop])
     return moments
 
 

@@ -1,0 +1,169 @@
+"""Weather field scoring speed at 0.25 deg (721 x 1440), one core.
+
+Compares FastScorer (fused one-pass numpy kernel), ReferenceScorer (xarray, one metric at a time)
+and a straightforward xskillscore-based scorer against the floor: one pass that just reads the
+forecast/truth/climatology triple. Fields are synthetic, smooth-ish float32 made in-process.
+Run: ``python -m benchmarks.weather_scoring`` (or ``python -m benchmarks weather_scoring``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from gaia.tasks.weather.fields import FieldInputs
+from gaia.tasks.weather.scoring.kernels import FastScorer
+from gaia.tasks.weather.scoring.reference import ReferenceScorer
+from gaia.tasks.weather.scoring.twopass import exact_summary
+from gaia.tasks.weather.scoring.weights import latitude_weights
+
+LATS, LONS = 721, 1440
+Row = dict[str, str | float]
+
+
+def smooth_field(rng: np.random.Generator, base: float, amplitude: float) -> np.ndarray:
+    """A float32 field made of a few large-scale waves plus a little grid-scale noise."""
+    phi = np.deg2rad(np.linspace(90.0, -90.0, LATS))[:, None]
+    lam = np.deg2rad(np.arange(LONS) * 360.0 / LONS)[None, :]
+    field = np.full((LATS, LONS), base)
+    for _ in range(6):
+        k, m = rng.integers(1, 8, size=2)
+        phase_lat, phase_lon = rng.uniform(0, 2 * np.pi, size=2)
+        field += amplitude / 6 * np.cos(k * phi + phase_lat) * np.cos(m * lam + phase_lon)
+    field += 0.02 * amplitude * rng.standard_normal((LATS, LONS))
+    return field.astype(np.float32)
+
+
+def make_inputs(with_reference: bool, seed: int = 0) -> FieldInputs:
+    """A z500-like triple (and reference): truth, a forecast with error and bias, climatology."""
+    rng = np.random.default_rng(seed)
+    truth = smooth_field(rng, 55000.0, 3000.0)
+    error = smooth_field(rng, 20.0, 60.0)
+    climatology = (truth + smooth_field(rng, 0.0, 800.0)).astype(np.float32)
+    reference = (truth + smooth_field(rng, 0.0, 40.0)).astype(np.float32)
+    return FieldInputs(
+        variable="z",
+        level=500,
+        lead_hours=12 if with_reference else 24,
+        forecast=(truth + error).astype(np.float32),
+        truth=truth,
+        climatology=climatology,
+        reference=reference if with_reference else None,
+        lat=np.linspace(90.0, -90.0, LATS),
+    )
+
+
+def xskillscore_score(inputs: FieldInputs) -> dict[str, float]:
+    """The same metrics, written the obvious way with xskillscore (benchmark baseline only)."""
+    import xarray as xr
+    import xskillscore as xs
+
+    dims = ("lat", "lon")
+
+    def field(values: np.ndarray) -> xr.DataArray:
+        return xr.DataArray(values.astype(np.float64), dims=dims)
+
+    f, o, c = field(inputs.forecast), field(inputs.truth), field(inputs.climatology)
+    ref = field(inputs.reference) if inputs.reference is not None else c
+    w = xr.DataArray(latitude_weights(inputs.lat), dims=("lat",)).broadcast_like(f)
+    kwargs = {"dim": list(dims), "weights": w, "skipna": True}
+    bias = float((f - o).mean(skipna=True))
+    result = {
+        "mse": float(xs.mse(f - bias, o, **kwargs)),
+        "mse_raw": float(xs.mse(f, o, **kwargs)),
+        "mse_reference": float(xs.mse(ref, o, **kwargs)),
+        "mae_weighted": float(xs.mae(f, o, **kwargs)),
+        "bias_weighted": float((f - o).weighted(w).mean(dims)),
+        "bias": bias,
+    }
+    forecast_anomaly, truth_anomaly = f - c, o - c
+    stds = (float(forecast_anomaly.std()), float(truth_anomaly.std()))
+    result["acc"] = (
+        float(xs.pearson_r(forecast_anomaly, truth_anomaly, **kwargs))
+        if min(stds) >= 1e-12
+        else math.nan
+    )
+    if inputs.reference is not None:
+        result["clone_mse"] = float(xs.mse(f, ref, **kwargs))
+        result["pattern_r"] = float(xs.pearson_r(f, ref, **kwargs))
+    return result
+
+
+def best_seconds(action: Callable[[], object], repeats: int) -> float:
+    """The fastest of `repeats` timed runs after one warm-up run."""
+    action()
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def floors(inputs: FieldInputs) -> dict[str, float]:
+    """Seconds to read the triple once: np.max (a pure read) and np.sum (read and add)."""
+    arrays = (inputs.forecast, inputs.truth, inputs.climatology)
+    return {
+        "floor: np.max over f, o, c": best_seconds(lambda: [np.max(a) for a in arrays], 50),
+        "floor: np.sum over f, o, c": best_seconds(lambda: [np.sum(a) for a in arrays], 50),
+    }
+
+
+def run() -> list[Row]:
+    """Rows of the results table (pinned to one core while measuring)."""
+    previous_affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(previous_affinity)})
+    try:
+        return _measure()
+    finally:
+        os.sched_setaffinity(0, previous_affinity)
+
+
+def _measure() -> list[Row]:
+    era5 = make_inputs(with_reference=False)
+    day1 = make_inputs(with_reference=True)
+    fast = FastScorer()
+    if fast.one_pass(era5) is None or fast.one_pass(day1) is None:
+        raise RuntimeError("benchmark fields unexpectedly took the two-pass path")
+    reference = ReferenceScorer()
+    timings: dict[str, float] = floors(era5)
+    timings["FastScorer (ERA5: f, o, c)"] = best_seconds(lambda: fast.score(era5), 30)
+    timings["FastScorer (day-1: f, o, c, ref)"] = best_seconds(lambda: fast.score(day1), 20)
+    timings["FastScorer two-pass path (ERA5)"] = best_seconds(
+        lambda: exact_summary(era5, fast.config), 5
+    )
+    timings["ReferenceScorer (ERA5)"] = best_seconds(lambda: reference.score(era5), 3)
+    timings["xskillscore-based (ERA5)"] = best_seconds(lambda: xskillscore_score(era5), 3)
+
+    floor = min(v for k, v in timings.items() if k.startswith("floor"))
+    baseline = timings["xskillscore-based (ERA5)"]
+    return [
+        {
+            "what": name,
+            "ms/field": seconds * 1e3,
+            "fields/s": 1.0 / seconds,
+            "x floor": seconds / floor,
+            "speed-up vs xskillscore": baseline / seconds,
+        }
+        for name, seconds in timings.items()
+    ]
+
+
+def main() -> None:
+    from gaia.cli.tables import print_table
+
+    rows = run()
+    columns = list(rows[0])
+    print_table(
+        f"weather scoring, {LATS}x{LONS} float32, one core",
+        columns,
+        [[row[c] for c in columns] for row in rows],
+    )
+
+
+if __name__ == "__main__":
+    main()
