@@ -249,6 +249,25 @@ async def test_concurrency_is_bounded(concurrency: int) -> None:
         active -= 1
 
     task = Task("test.track", track, dict)
-    await run_jobs(TaskRegistry([task]), [task.job({}) for _ in range(40)],  # type: ignore[list-item]
-                   concurrency=concurrency)
+    await run_jobs(
+        TaskRegistry([task]),
+        [task.job({}) for _ in range(40)],  # type: ignore[list-item]
+        concurrency=concurrency,
+    )
     assert peak == concurrency
+
+
+async def test_stop_returns_when_every_slot_is_busy() -> None:
+    async def forever(ctx: TaskContext, payload: dict[str, int]) -> None:
+        await asyncio.sleep(3600)
+
+    task = Task("test.forever", forever, dict)
+    queue = MemoryQueue()
+    await queue.enqueue_many([task.job({}) for _ in range(3)])
+    pool = WorkerPool(queue, TaskRegistry([task]), PoolConfig(concurrency=2))  # type: ignore[list-item]
+    await pool.start()
+    while pool.running_jobs < 2:
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(pool.stop(drain_seconds=0.2), timeout=10)
+    stats = await queue.stats()
+    assert stats.total(JobStatus.QUEUED) == 3 and stats.total(JobStatus.RUNNING) == 0

@@ -77,6 +77,8 @@ class WorkerPool:
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
         self._claimer: asyncio.Task[None] | None = None
+        self._claiming = False
+        """True while a claim call is in flight: it must finish, or a claimed job would strand."""
         self._reaper: asyncio.Task[None] | None = None
         self._running: dict[str, asyncio.Task[None]] = {}
         self._heartbeats = Heartbeats(queue, self.config.lease_seconds)
@@ -103,6 +105,8 @@ class WorkerPool:
         self._stopping.set()
         drain = self.config.drain_seconds if drain_seconds is None else drain_seconds
         deadline = time.monotonic() + drain
+        if self._claimer is not None and not self._claiming:
+            self._claimer.cancel()  # parked on a free slot: safe to interrupt
         for background in (self._claimer, self._reaper):
             if background is not None:
                 with contextlib.suppress(asyncio.CancelledError):
@@ -158,6 +162,7 @@ class WorkerPool:
             if self._stopping.is_set():
                 self._slots.release()
                 return
+            self._claiming = True
             try:
                 lease = await self._queue.claim(
                     self.worker_id,
@@ -174,6 +179,8 @@ class WorkerPool:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            finally:
+                self._claiming = False
             backoff = 0.1
             if lease is None:
                 self._slots.release()
