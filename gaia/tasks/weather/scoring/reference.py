@@ -78,7 +78,8 @@ class ReferenceScorer:
 
         error = f - o
         bias = unweighted_mean(error)
-        mse_bias_corrected = mse(f - bias, o, w)
+        # (f - bias) - o, formed as (f - o) - bias so that no digits are lost to |f|
+        mse_bias_corrected = weighted_mean((error - bias) ** 2, w)
         mse_reference = mse(ref, o, w)
         has_reference = inputs.reference is not None
         return FieldMetrics(
