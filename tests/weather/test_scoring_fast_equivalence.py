@@ -69,9 +69,15 @@ def fields(draw: st.DrawFn) -> FieldInputs:
             array[rng.random(shape) < missing] = np.nan
         prepared.append(array)
     return FieldInputs(
-        "z", 500, 24, prepared[0], prepared[1], prepared[2],
-        prepared[3] if reference is not None else None, lat,
-    )  # fmt: skip
+        "z",
+        500,
+        24,
+        prepared[0],
+        prepared[1],
+        prepared[2],
+        prepared[3] if reference is not None else None,
+        lat,
+    )
 
 
 def largest(*arrays: np.ndarray | None) -> float:
@@ -104,8 +110,10 @@ def scales(field: FieldInputs, reference: FieldMetrics) -> dict[str, float]:
 
 def bias_rounding(field: FieldInputs) -> float:
     """How precisely the unweighted bias, a mean of f - o, is known: a few ulps of max |f - o|."""
-    return 4 * np.finfo(np.float64).eps * largest(
-        field.forecast.astype(np.float64) - field.truth.astype(np.float64)
+    return (
+        4
+        * np.finfo(np.float64).eps
+        * largest(field.forecast.astype(np.float64) - field.truth.astype(np.float64))
     )
 
 
@@ -139,14 +147,22 @@ def test_large_realistic_field_takes_one_pass_and_matches() -> None:
     lat = np.linspace(90, -90, rows)
     phi = np.deg2rad(lat)[:, None]
     lam = np.deg2rad(np.arange(cols))[None, :]
-    truth = 55000 + 3000 * np.cos(2 * phi) * np.cos(3 * lam) + 30 * rng.standard_normal((rows, cols))
+    truth = (
+        55000 + 3000 * np.cos(2 * phi) * np.cos(3 * lam) + 30 * rng.standard_normal((rows, cols))
+    )
     forecast = truth + 15 + 40 * np.sin(phi) + 20 * rng.standard_normal((rows, cols))
     climatology = truth + 500 * np.sin(lam + phi)
     reference = truth + 25 * rng.standard_normal((rows, cols))
     field = FieldInputs(
-        "z", 500, 12, forecast.astype(np.float32), truth.astype(np.float32),
-        climatology.astype(np.float32), reference.astype(np.float32), lat,
-    )  # fmt: skip
+        "z",
+        500,
+        12,
+        forecast.astype(np.float32),
+        truth.astype(np.float32),
+        climatology.astype(np.float32),
+        reference.astype(np.float32),
+        lat,
+    )
     fast = FastScorer()
     assert fast.one_pass(field) is not None
     expected = ReferenceScorer().score(field)

@@ -203,8 +203,9 @@ def test_fast_scorer_takes_one_pass_on_complete_fields_only() -> None:
     rng = np.random.default_rng(0)
     biased = TRUTH + 1e4 + 1e-3 * rng.standard_normal(TRUTH.shape)
     assert fast.one_pass(inputs(forecast=biased)) is None
-    exact, reference = fast.score(inputs(forecast=biased)), ReferenceScorer().score(
-        inputs(forecast=biased)
+    exact, reference = (
+        fast.score(inputs(forecast=biased)),
+        ReferenceScorer().score(inputs(forecast=biased)),
     )
     assert math.isclose(exact.mse, reference.mse, rel_tol=1e-9)
 
@@ -214,10 +215,15 @@ def test_block_size_does_not_change_results() -> None:
     shape = (13, 7)
     truth = 280 + 10 * rng.standard_normal(shape)
     field = FieldInputs(
-        "t", 850, 48, truth + rng.standard_normal(shape), truth,
-        truth + 5 * rng.standard_normal(shape), truth + 2 * rng.standard_normal(shape),
+        "t",
+        850,
+        48,
+        truth + rng.standard_normal(shape),
+        truth,
+        truth + 5 * rng.standard_normal(shape),
+        truth + 2 * rng.standard_normal(shape),
         np.linspace(90, -90, 13),
-    )  # fmt: skip
+    )
     results = [FastScorer(block_rows=b).score(field) for b in (1, 2, 5, 13, 100)]
     for other in results[1:]:
         for name, value in vars(results[0]).items():
