@@ -125,7 +125,7 @@ def agree(fast: float | None, reference: float | None, abs_tol: float) -> bool:
     return math.isclose(fast, reference, rel_tol=RELATIVE, abs_tol=abs_tol)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(field=fields(), block_rows=st.sampled_from([1, 2, 4, 24]))
 def test_fast_scorer_matches_reference_scorer(field: FieldInputs, block_rows: int) -> None:
     expected = ReferenceScorer().score(field)

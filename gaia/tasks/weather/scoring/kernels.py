@@ -1,15 +1,16 @@
 """FastScorer: every per-field metric of spec section 2 from one fused pass over the arrays.
 
 The field is processed in blocks of latitude rows small enough to stay in cache. For each block
-the inputs are cast to float64 once, the differences d = f - o, f - c, o - c (and, with a
-reference, f - ref, ref - o, f - K, ref - K for a pilot constant K) are formed, and per-row sums
-and sums of squares/products are taken with BLAS-backed row dot products. Latitude weights are
-applied afterwards to the per-row results, so one pass yields both the weighted and the
-unweighted sums. Every metric is then derived algebraically, e.g. the bias-corrected MSE as
-E_w[(d - b)^2] = E_w[d^2] - b (2 E_w[d] - b) with b the unweighted mean of d.
+the inputs are cast to float64 once, the differences d = f - o and o - c (and, with a reference,
+f - ref, ref - o, f - K, ref - K for a pilot constant K near the reference's mean) are formed, and
+per-row sums and sums of squares/products are taken with BLAS-backed row reductions. Latitude
+weights are applied afterwards to the per-row results, so one pass yields both the weighted and
+the unweighted sums. Every metric is then derived algebraically: the bias-corrected MSE as
+E_w[(d - b)^2] = E_w[d^2] - b (2 E_w[d] - b) with b the unweighted mean of d, and the forecast
+anomaly f - c = d + (o - c) through E[(f-c)^2] = E[d^2] + 2 E[d (o-c)] + E[(o-c)^2].
 
-Raw-moment formulas lose digits when a mean is large against the spread; each such result is
-checked (its condition number second-moment / centred-value must stay below condition_limit)
+Raw-moment formulas lose digits when the terms they combine are large against the result; each
+such result is checked (the size of its terms over its value must stay below condition_limit)
 and the field falls back to the exact two-pass path when it is not, as it does when any value is
 missing. Results agree with ReferenceScorer to 1e-9 relative.
 """
@@ -28,80 +29,66 @@ from gaia.tasks.weather.scoring.twopass import exact_summary
 from gaia.tasks.weather.scoring.weights import latitude_weights
 
 # Slots of the per-block float64 buffer (and rows of the per-row moment arrays).
-_ABS_ERROR, _F_ANOMALY, _O_ANOMALY, _ERROR = 0, 1, 2, 3  # |f-o|, f-c, o-c, f-o
-_F_SHIFTED, _REF_SHIFTED, _F_MINUS_REF, _REF_ERROR = 4, 5, 6, 7  # f-K, ref-K, f-ref, ref-o
-_SLOTS_WITHOUT_REFERENCE, _SLOTS_WITH_REFERENCE = 4, 8
-_CROSS_ANOMALY, _CROSS_SHIFTED = 0, 1  # (f-c)(o-c), (f-K)(ref-K)
+_ABS_ERROR, _ERROR, _O_ANOMALY = 0, 1, 2  # |f-o|, f-o, o-c
+_F_SHIFTED, _REF_SHIFTED, _F_MINUS_REF, _REF_ERROR = 3, 4, 5, 6  # f-K, ref-K, f-ref, ref-o
+_SLOTS_WITHOUT_REFERENCE, _SLOTS_WITH_REFERENCE = 3, 7
+_CROSS_ANOMALY, _CROSS_SHIFTED = 0, 1  # (f-o)(o-c), (f-K)(ref-K)
 
 
 class _IllConditioned(Exception):
     """A raw-moment formula would lose too many digits; use the exact two-pass path."""
 
 
-class _Moments:
-    """Per-row sums (and sums of squares / products) of every slot, then their totals."""
-
-    def __init__(self, slots: int, rows: int) -> None:
-        self.sums = np.zeros((slots, rows))
-        self.squares = np.zeros((slots, rows))
-        self.cross = np.zeros((2, rows))
-
-    def totals(self, weights: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Weighted sums, squares, cross products; then unweighted sums and squares."""
-        return (
-            self.sums @ weights,
-            self.squares @ weights,
-            self.cross @ weights,
-            self.sums.sum(axis=1),
-            self.squares.sum(axis=1),
-        )
-
-
-def _accumulate(inputs: FieldInputs, block_rows: int, shift: float) -> _Moments:
-    """One pass over the field: per-row moments of every slot."""
+def _accumulate(
+    inputs: FieldInputs, block_rows: int, shift: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over the field: per-row sums, sums of squares and cross products of the slots."""
     rows, cols = inputs.forecast.shape
     has_reference = inputs.reference is not None
     slots = _SLOTS_WITH_REFERENCE if has_reference else _SLOTS_WITHOUT_REFERENCE
-    moments = _Moments(slots, rows)
+    summed = _REF_SHIFTED + 1 if has_reference else _O_ANOMALY + 1
+    sums = np.zeros((slots, rows))
+    squares = np.zeros((slots, rows))
+    cross = np.zeros((2, rows))
     block = min(block_rows, rows)
     buffer = np.empty((slots, block, cols))
     climatology = np.empty((block, cols))
     ones = np.ones(cols)
+    # without a reference, f is cast into the error slot and o - f formed in place
+    forecast_slot = _F_SHIFTED if has_reference else _ERROR
     for start in range(0, rows, block):
         stop = min(rows, start + block)
         x = buffer[:, : stop - start]
         clim = climatology[: stop - start]
-        np.copyto(x[_F_ANOMALY], inputs.forecast[start:stop])  # f, becomes f - c below
+        np.copyto(x[forecast_slot], inputs.forecast[start:stop])
         np.copyto(x[_O_ANOMALY], inputs.truth[start:stop])  # o, becomes o - c below
         np.copyto(clim, inputs.climatology[start:stop])
-        np.subtract(x[_F_ANOMALY], x[_O_ANOMALY], out=x[_ERROR])
+        np.subtract(x[forecast_slot], x[_O_ANOMALY], out=x[_ERROR])
         if inputs.reference is not None:
             np.copyto(x[_REF_SHIFTED], inputs.reference[start:stop])
-            np.subtract(x[_F_ANOMALY], x[_REF_SHIFTED], out=x[_F_MINUS_REF])
+            np.subtract(x[_F_SHIFTED], x[_REF_SHIFTED], out=x[_F_MINUS_REF])
             np.subtract(x[_REF_SHIFTED], x[_O_ANOMALY], out=x[_REF_ERROR])
-            np.subtract(x[_F_ANOMALY], shift, out=x[_F_SHIFTED])
+            np.subtract(x[_F_SHIFTED], shift, out=x[_F_SHIFTED])
             np.subtract(x[_REF_SHIFTED], shift, out=x[_REF_SHIFTED])
-        np.subtract(x[_F_ANOMALY], clim, out=x[_F_ANOMALY])
         np.subtract(x[_O_ANOMALY], clim, out=x[_O_ANOMALY])
         np.abs(x[_ERROR], out=x[_ABS_ERROR])
-        summed = _REF_SHIFTED + 1 if has_reference else _ERROR + 1
-        np.vecdot(x[:summed], ones, out=moments.sums[:summed, start:stop])
-        np.vecdot(x[1:], x[1:], out=moments.squares[1:, start:stop])
-        np.vecdot(x[_F_ANOMALY], x[_O_ANOMALY], out=moments.cross[_CROSS_ANOMALY, start:stop])
+        np.matmul(x[:summed], ones, out=sums[:summed, start:stop])
+        np.vecdot(x[1:], x[1:], out=squares[1:, start:stop])
+        np.vecdot(x[_ERROR], x[_O_ANOMALY], out=cross[_CROSS_ANOMALY, start:stop])
         if has_reference:
-            np.vecdot(x[_F_SHIFTED], x[_REF_SHIFTED], out=moments.cross[_CROSS_SHIFTED, start:stop])
-    return moments
+            np.vecdot(x[_F_SHIFTED], x[_REF_SHIFTED], out=cross[_CROSS_SHIFTED, start:stop])
+    return sums, squares, cross
 
 
-def _guarded(second_moment: float, centred: float, limit: float) -> float:
-    """A centred second moment derived from raw moments, if it kept enough digits.
+def _guarded(magnitude: float, centred: float, limit: float) -> float:
+    """A centred quantity derived from raw moments, if it kept enough digits.
 
-    second_moment is the raw mean square it was derived from (>= 0). A zero raw moment means
-    every value is zero, so the centred value is exactly zero.
+    magnitude is the total size of the non-negative terms it was combined from. A zero magnitude
+    means every value involved is zero, so the centred value is exactly zero.
     """
-    if second_moment == 0.0:
+    if magnitude == 0.0:
         return 0.0
-    if not centred > 0.0 or second_moment > limit * centred:
+    if not centred > 0.0 or magnitude > limit * centred:
         raise _IllConditioned
     return centred
 
@@ -144,67 +131,82 @@ class FastScorer:
         """The one-pass result, or None when the field has a missing value or is too badly
         conditioned for raw moments (the caller then needs the exact two-pass path)."""
         shift = _pilot_shift(inputs.reference)
-        moments = _accumulate(inputs, self.block_rows, shift)
-        totals = moments.totals(latitude_weights(inputs.lat))
-        if not all(np.isfinite(t).all() for t in totals):  # a missing value somewhere
+        per_row = _accumulate(inputs, self.block_rows, shift)
+        if not all(np.isfinite(moments).all() for moments in per_row):  # a missing value
             return None
         try:
-            return self._derive(inputs, totals, shift)
+            return self._derive(inputs, per_row, shift)
         except _IllConditioned:
             return None
 
     def _derive(
-        self, inputs: FieldInputs, totals: tuple[np.ndarray, ...], shift: float
+        self,
+        inputs: FieldInputs,
+        per_row: tuple[np.ndarray, np.ndarray, np.ndarray],
+        shift: float,
     ) -> FieldSummary:
-        sums_w, squares_w, cross_w, sums, squares = (t.tolist() for t in totals)
         rows, cols = inputs.forecast.shape
         count = rows * cols
-        weight = float(cols * math.fsum(latitude_weights(inputs.lat).tolist()))
+        row_weights = latitude_weights(inputs.lat)
+        weight = cols * math.fsum(row_weights.tolist())
+        # weighted (w) and unweighted (u) means of the slots, their squares and cross products
+        mean_w, square_w, cross_w = ((m @ row_weights / weight).tolist() for m in per_row)
+        mean_u, square_u, cross_u = ((m.sum(axis=1) / count).tolist() for m in per_row)
         limit = self.condition_limit
 
-        def weighted_moments(slot: int) -> tuple[float, float, float]:
-            """(weighted mean, weighted mean square, weighted variance) of one slot."""
-            mean = sums_w[slot] / weight
-            mean_square = squares_w[slot] / weight
-            return mean, mean_square, _guarded(mean_square, mean_square - mean * mean, limit)
-
-        def unweighted_std(slot: int) -> float:
-            mean_square = squares[slot] / count
-            mean = sums[slot] / count
-            return math.sqrt(_guarded(mean_square, mean_square - mean * mean, limit))
-
-        bias = sums[_ERROR] / count
-        mse_raw = squares_w[_ERROR] / weight
-        mean_error = sums_w[_ERROR] / weight
+        bias = mean_u[_ERROR]
+        mse_raw = square_w[_ERROR]
+        mean_error = mean_w[_ERROR]
         mse = _guarded(mse_raw, mse_raw - bias * (2.0 * mean_error - bias), limit)
+
+        def forecast_anomaly(
+            mean: list[float], square: list[float], cross: list[float]
+        ) -> tuple[float, float, float, float]:
+            """Mean, mean square, variance of f - c = d + (o - c), and E[(f-c)(o-c)]."""
+            anomaly_mean = mean[_ERROR] + mean[_O_ANOMALY]
+            parts = (square[_ERROR], 2.0 * cross[_CROSS_ANOMALY], square[_O_ANOMALY])
+            anomaly_square = math.fsum(parts)
+            magnitude = parts[0] + abs(parts[1]) + parts[2]
+            variance = _guarded(magnitude, anomaly_square - anomaly_mean**2, limit)
+            return anomaly_mean, anomaly_square, variance, cross[_CROSS_ANOMALY] + parts[2]
+
+        def truth_anomaly_variance(mean: list[float], square: list[float]) -> float:
+            centred = square[_O_ANOMALY] - mean[_O_ANOMALY] ** 2
+            return _guarded(square[_O_ANOMALY], centred, limit)
 
         acc = math.nan
         floor = self.config.anomaly_std_floor
         spread = self.config.constant_relative_spread
-        if unweighted_std(_F_ANOMALY) >= floor and unweighted_std(_O_ANOMALY) >= floor:
-            f_mean, f_square, f_variance = weighted_moments(_F_ANOMALY)
-            o_mean, o_square, o_variance = weighted_moments(_O_ANOMALY)
-            covariance = cross_w[_CROSS_ANOMALY] / weight - f_mean * o_mean
-            acc = correlation(covariance, f_variance, o_variance, f_square, o_square, spread)
+        f_variance_u = forecast_anomaly(mean_u, square_u, cross_u)[2]
+        o_variance_u = truth_anomaly_variance(mean_u, square_u)
+        if math.sqrt(f_variance_u) >= floor and math.sqrt(o_variance_u) >= floor:
+            f_mean, f_square, f_variance, f_cross = forecast_anomaly(mean_w, square_w, cross_w)
+            o_variance = truth_anomaly_variance(mean_w, square_w)
+            covariance = f_cross - f_mean * mean_w[_O_ANOMALY]
+            acc = correlation(
+                covariance, f_variance, o_variance, f_square, square_w[_O_ANOMALY], spread
+            )
 
         clone_mse: float | None = None
         pattern_r: float | None = None
         if inputs.reference is not None:
-            mse_reference = squares_w[_REF_ERROR] / weight
-            clone_mse = squares_w[_F_MINUS_REF] / weight
-            f_mean, f_square, f_variance = weighted_moments(_F_SHIFTED)
-            r_mean, r_square, r_variance = weighted_moments(_REF_SHIFTED)
-            covariance = cross_w[_CROSS_SHIFTED] / weight - f_mean * r_mean
+            mse_reference = square_w[_REF_ERROR]
+            clone_mse = square_w[_F_MINUS_REF]
+            variances = [
+                _guarded(square_w[s], square_w[s] - mean_w[s] ** 2, limit)
+                for s in (_F_SHIFTED, _REF_SHIFTED)
+            ]
+            f_mean, r_mean = mean_w[_F_SHIFTED], mean_w[_REF_SHIFTED]
             pattern_r = correlation(
-                covariance,
-                f_variance,
-                r_variance,
-                f_square + shift * (2.0 * f_mean + shift),  # mean square of f itself
-                r_square + shift * (2.0 * r_mean + shift),
+                cross_w[_CROSS_SHIFTED] - f_mean * r_mean,
+                variances[0],
+                variances[1],
+                square_w[_F_SHIFTED] + shift * (2.0 * f_mean + shift),  # mean square of f itself
+                square_w[_REF_SHIFTED] + shift * (2.0 * r_mean + shift),
                 spread,
             )
         else:
-            mse_reference = squares_w[_O_ANOMALY] / weight  # climatology is the reference
+            mse_reference = square_w[_O_ANOMALY]  # the climatology is the reference
 
         return FieldSummary(
             valid_points=count,
@@ -212,7 +214,7 @@ class FastScorer:
             mse_raw=mse_raw,
             mse=mse,
             mse_reference=mse_reference,
-            mae_weighted=sums_w[_ABS_ERROR] / weight,
+            mae_weighted=mean_w[_ABS_ERROR],
             bias_weighted=mean_error,
             acc=acc,
             clone_mse=clone_mse,
