@@ -22,8 +22,6 @@ import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
-from functools import partial
-from typing import ParamSpec, TypeVar
 
 from gaia.validator.core import lifecycle
 from gaia.validator.core.errors import InvalidTransition, QueueClosed
@@ -32,17 +30,16 @@ from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.queue import Lease, Queue, QueueStats
 from gaia.validator.core.status import JobStatus
 from gaia.validator.queues.sqlite import store
-from gaia.validator.queues.sqlite.database import Database
+from gaia.validator.queues.sqlite.database import Database, Kind
 from gaia.validator.queues.sqlite.doorbell import Doorbell, wake_directory
 from gaia.validator.queues.sqlite.options import SqliteOptions
 from gaia.validator.queues.sqlite.signal import WakeSignal
 
 _ClaimResult = tuple[Job | None, float | None]
-P = ParamSpec("P")
-T = TypeVar("T")
+_SettleChange = Callable[[Job], Job]
 
 
-def _revived(job: Job, *, now: float) -> Job:
+def _revived(job: Job, now: float) -> Job:
     """Requeue applies to dead jobs only (the state machine alone would also let a running
     job go back to queued, which is release's edge, not requeue's)."""
     if job.status is not JobStatus.DEAD:
@@ -57,9 +54,9 @@ class SqliteQueue(Queue):
         self.url = url or f"sqlite:///{options.path}"
         self.options = options
         self._clock = clock
-        self._db = Database(options)
-        self._signal = WakeSignal()
         self._doorbell = Doorbell(wake_directory(options.path))
+        self._db = Database(options, ring=self._doorbell.ring)
+        self._signal = WakeSignal()
         self._closed = False
 
     async def open(self) -> None:
@@ -74,20 +71,10 @@ class SqliteQueue(Queue):
         self._check_open()
         if not jobs:
             return []
-        stored = await self._db.run(self._ringing(store.enqueue), list(jobs))
+        batch = list(jobs)
+        stored = await self._db.run(lambda db: store.enqueue(db, batch), Kind.CHANGE, ring=True)
         self._signal.notify()
         return stored
-
-    def _ringing(self, fn: Callable[P, T]) -> Callable[P, T]:
-        """``fn`` followed, on the database thread after its commit, by a cross-process ring."""
-        doorbell = self._doorbell
-
-        def run_then_ring(*args: P.args, **kwargs: P.kwargs) -> T:
-            result = fn(*args, **kwargs)
-            doorbell.ring()
-            return result
-
-        return run_then_ring
 
     # -- claiming ----------------------------------------------------------------------------
     async def claim(
@@ -101,6 +88,8 @@ class SqliteQueue(Queue):
         self._check_open()
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
+        if isinstance(types, str):
+            raise TypeError(f"types must be a collection of job types, not the string {types!r}")
         chosen = None if types is None else sorted(set(types))
         if chosen == []:
             raise ValueError("types must name at least one job type (or be None for all)")
@@ -126,7 +115,9 @@ class SqliteQueue(Queue):
         self, worker_id: str, types: list[str] | None, lease_seconds: float
     ) -> _ClaimResult:
         now = self._clock()
-        future = self._db.submit(store.claim, worker_id, types, lease_seconds, now)
+        future = self._db.submit(
+            lambda db: store.claim(db, worker_id, types, lease_seconds, now), Kind.CHANGE
+        )
         try:
             return await asyncio.shield(asyncio.wrap_future(future))
         except asyncio.CancelledError:
@@ -141,67 +132,71 @@ class SqliteQueue(Queue):
         if job is None:
             return
         lease = lifecycle.lease_for(job)
-        release = self._ringing(store.settle)
         now = self._clock()
         with contextlib.suppress(QueueClosed):  # if closed, the lease expires and is reaped
-            self._db.submit(release, lease, now, lambda held: lifecycle.released(held, now))
+            self._db.submit(
+                lambda db: store.settle(db, lease, now, lambda held: lifecycle.released(held, now)),
+                Kind.CHANGE,
+                ring=True,
+            )
 
     # -- settling ------------------------------------------------------------------------------
+    async def _settle(self, lease: Lease, now: float, change: _SettleChange, ring: bool) -> Job:
+        return await self._db.run(
+            lambda db: store.settle(db, lease, now, change), Kind.CHANGE, ring=ring
+        )
+
     async def heartbeat(
         self, lease: Lease, *, lease_seconds: float = 30.0, progress: Progress | None = None
     ) -> Lease:
         now = self._now()
-        job = await self._db.run(
-            store.settle,
+        job = await self._settle(
             lease,
             now,
             lambda held: lifecycle.heartbeated(held, now, lease_seconds, progress),
+            False,
         )
         return lifecycle.lease_for(job)
 
     async def complete(self, lease: Lease, result: JSONValue = None) -> Job:
         now = self._now()
-        return await self._db.run(
-            store.settle, lease, now, lambda held: lifecycle.completed(held, now, result)
+        return await self._settle(
+            lease, now, lambda held: lifecycle.completed(held, now, result), False
         )
 
     async def retry(
         self, lease: Lease, *, at: float, error: JobError | None = None, count_attempt: bool = True
     ) -> Job:
         now = self._now()
-        job = await self._db.run(
-            self._ringing(store.settle),
-            lease,
-            now,
-            lambda held: lifecycle.retried(held, now, at, error, count_attempt),
+        job = await self._settle(
+            lease, now, lambda held: lifecycle.retried(held, now, at, error, count_attempt), True
         )
         self._signal.notify()
         return job
 
     async def fail(self, lease: Lease, error: JobError) -> Job:
         now = self._now()
-        return await self._db.run(
-            store.settle, lease, now, lambda held: lifecycle.dead(held, now, error)
-        )
+        return await self._settle(lease, now, lambda held: lifecycle.dead(held, now, error), False)
 
     async def release(self, lease: Lease) -> Job:
         now = self._now()
-        job = await self._db.run(
-            self._ringing(store.settle), lease, now, lambda held: lifecycle.released(held, now)
-        )
+        job = await self._settle(lease, now, lambda held: lifecycle.released(held, now), True)
         self._signal.notify()
         return job
 
     async def cancel(self, job_id: str) -> Job:
         now = self._now()
         return await self._db.run(
-            store.change_job, job_id, lambda job: lifecycle.cancelled(job, now)
+            lambda db: store.change_job(db, job_id, lambda job: lifecycle.cancelled(job, now)),
+            Kind.CHANGE,
         )
 
     async def requeue(self, job_id: str) -> Job:
         now = self._now()
         job = await self._db.run(
-            self._ringing(store.change_job), job_id, partial(_revived, now=now)
+            lambda db: store.change_job(db, job_id, lambda dead: _revived(dead, now)),
+            Kind.CHANGE,
+            ring=True,
         )
         self._signal.notify()
         return job
@@ -209,7 +204,7 @@ class SqliteQueue(Queue):
     # -- reading and housekeeping ----------------------------------------------------------------
     async def get(self, job_id: str) -> Job | None:
         self._check_open()
-        return await self._db.run(store.get, job_id)
+        return await self._db.run(lambda db: store.get(db, job_id), Kind.READ)
 
     async def list_jobs(
         self, *, status: JobStatus | None = None, type: str | None = None, limit: int = 100
@@ -217,28 +212,25 @@ class SqliteQueue(Queue):
         self._check_open()
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
-        return await self._db.run(store.list_jobs, status, type, limit)
+        return await self._db.run(lambda db: store.list_jobs(db, status, type, limit), Kind.READ)
 
     async def stats(self) -> QueueStats:
         now = self._now()
-        counts, oldest, expired = await self._db.run(store.stats, now)
+        counts, oldest, expired = await self._db.run(lambda db: store.stats(db, now), Kind.READ)
         age = None if oldest is None else max(0.0, now - oldest)
         return QueueStats(counts=counts, oldest_due_age=age, expired_leases=expired)
 
     async def reap(self) -> int:
         now = self._now()
-        options = self.options
-        reclaimed = await self._db.run(
-            self._reap_then_ring, now, options.result_ttl, options.dead_ttl
-        )
+        reclaimed = await self._db.run(lambda db: self._reap_then_ring(db, now), Kind.OWN)
         if reclaimed:
             self._signal.notify()
         return reclaimed
 
-    def _reap_then_ring(
-        self, connection: sqlite3.Connection, now: float, result_ttl: float, dead_ttl: float | None
-    ) -> int:
-        reclaimed = store.reap(connection, now, result_ttl, dead_ttl)
+    def _reap_then_ring(self, connection: sqlite3.Connection, now: float) -> int:
+        """On the database thread: reap, then wake other processes if jobs came back."""
+        options = self.options
+        reclaimed = store.reap(connection, now, options.result_ttl, options.dead_ttl)
         if reclaimed:
             self._doorbell.ring()
         return reclaimed

@@ -1,10 +1,11 @@
-"""The queue's statements: one function per operation, each one transaction on one connection.
+"""The queue's statements: one function per operation, run on the queue's database thread.
 
-These run on the queue's database thread (see :mod:`.database`), never on the event loop.
-Every state change runs under ``BEGIN IMMEDIATE``: the write lock is taken before the job is
-read, so what is checked (lease token, status) cannot change before it is written, across
-threads and processes alike. State changes are the core's lifecycle functions applied to the
-decoded row, so this backend follows exactly the rules of every other one.
+State changes (enqueue, claim, settle, change_job) are called by :mod:`.database` inside a
+``BEGIN IMMEDIATE`` transaction (grouped with others, each in its own savepoint): the write
+lock is taken before the job is read, so what is checked (lease token, status) cannot change
+before it is written, across threads and processes alike. The reaper runs its own chunked
+transactions. Every change is the core's lifecycle function applied to the decoded row, so this
+backend follows exactly the rules of every other one.
 """
 
 from __future__ import annotations
@@ -65,13 +66,12 @@ def enqueue(connection: sqlite3.Connection, jobs: Sequence[Job]) -> list[Job]:
     """Insert ``jobs`` in one transaction; per input, the stored job or the active duplicate."""
     for job in jobs:
         _check_enqueueable(job)
-    with immediate(connection):
-        try:
-            connection.executemany(_UPSERT, [rows.insert_params(job) for job in jobs])
-        except sqlite3.IntegrityError as exc:
-            raise _duplicate_id(exc, jobs) from None
-        keys = list({job.dedupe_key for job in jobs if job.dedupe_key is not None})
-        holders = _active_holders(connection, keys) if keys else {}
+    try:
+        connection.executemany(_UPSERT, [rows.insert_params(job) for job in jobs])
+    except sqlite3.IntegrityError as exc:
+        raise _duplicate_id(exc, jobs) from None
+    keys = list({job.dedupe_key for job in jobs if job.dedupe_key is not None})
+    holders = _active_holders(connection, keys) if keys else {}
     stored: list[Job] = []
     for job in jobs:
         holder = holders.get(job.dedupe_key) if job.dedupe_key is not None else None
@@ -107,19 +107,18 @@ def claim(
     """Claim the best due job; else (None, the earliest ``not_before`` among pending jobs).
 
     A row that does not decode is dead-lettered on the spot and the claim goes on."""
-    with immediate(connection):
-        while True:
-            row, next_due = _best_due(connection, types, now)
-            if row is None:
-                return None, next_due
-            try:
-                job = rows.decode_row(row)
-            except CorruptJob as exc:
-                _dead_letter_corrupt(connection, row, exc, now)
-                continue
-            job = lifecycle.claimed(job, worker_id, now, lease_seconds)
-            _write(connection, row, job)
-            return job, None
+    while True:
+        row, next_due = _best_due(connection, types, now)
+        if row is None:
+            return None, next_due
+        try:
+            job = rows.decode_row(row)
+        except CorruptJob as exc:
+            _dead_letter_corrupt(connection, row, exc, now)
+            continue
+        job = lifecycle.claimed(job, worker_id, now, lease_seconds)
+        _write(connection, row, job)
+        return job, None
 
 
 def _best_due(
@@ -188,33 +187,31 @@ def settle(
     connection: sqlite3.Connection, lease: Lease, now: float, change: Callable[[Job], Job]
 ) -> Job:
     """Apply ``change`` to the job ``lease`` holds; LeaseLost (nothing written) if it does not."""
-    with immediate(connection):
-        loaded = _load(connection, lease.job_id)
-        held = lifecycle.check_lease(None if loaded is None else loaded[1], lease, now)
-        assert loaded is not None
-        updated = change(held)
-        _write(connection, loaded[0], updated)
-        return updated
+    loaded = _load(connection, lease.job_id)
+    held = lifecycle.check_lease(None if loaded is None else loaded[1], lease, now)
+    assert loaded is not None
+    updated = change(held)
+    _write(connection, loaded[0], updated)
+    return updated
 
 
 def change_job(connection: sqlite3.Connection, job_id: str, change: Callable[[Job], Job]) -> Job:
     """Apply ``change`` to job ``job_id`` (cancel, requeue); JobNotFound if there is none."""
-    with immediate(connection):
-        loaded = _load(connection, job_id)
-        if loaded is None:
-            raise JobNotFound(f"no job with id {job_id}")
-        row, job = loaded
-        updated = change(job)
-        try:
-            _write(connection, row, updated)
-        except sqlite3.IntegrityError:
-            holder = _active_holders(connection, [str(job.dedupe_key)]).get(str(job.dedupe_key))
-            raise InvalidTransition(
-                f"job {job_id} cannot become {updated.status.value}: dedupe key "
-                f"{job.dedupe_key!r} is held by active job "
-                f"{None if holder is None else rows.row_id(holder)}"
-            ) from None
-        return updated
+    loaded = _load(connection, job_id)
+    if loaded is None:
+        raise JobNotFound(f"no job with id {job_id}")
+    row, job = loaded
+    updated = change(job)
+    try:
+        _write(connection, row, updated)
+    except sqlite3.IntegrityError:
+        holder = _active_holders(connection, [str(job.dedupe_key)]).get(str(job.dedupe_key))
+        raise InvalidTransition(
+            f"job {job_id} cannot become {updated.status.value}: dedupe key "
+            f"{job.dedupe_key!r} is held by active job "
+            f"{None if holder is None else rows.row_id(holder)}"
+        ) from None
+    return updated
 
 
 # -- reading ---------------------------------------------------------------------------------
