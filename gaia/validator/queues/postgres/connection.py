@@ -11,6 +11,7 @@ an earlier attempt may have committed before its acknowledgement was lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -35,6 +36,13 @@ CONNECTION_LOST: tuple[type[BaseException], ...] = (
     asyncpg.ConnectionFailureError,
 )
 
+SESSION_SETTINGS = {"enable_bitmapscan": "off"}
+"""Planner setting for the queue's pooled sessions. Right after a burst of enqueues, before
+autovacuum has analysed the table, the planner underestimates the claimable rows and would read
+them all through a bitmap scan and sort them, instead of walking the claim-order index and
+stopping after LIMIT rows (25 ms instead of 0.5 ms per claim at 5,000 queued jobs). No statement of
+the queue needs a bitmap scan: each has a plain index path."""
+
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 2.0
 CLOSE_TIMEOUT = 5.0
@@ -46,6 +54,10 @@ class DatabaseUnavailable(GaiaError, ConnectionError):
 
 def is_connection_lost(error: BaseException) -> bool:
     if isinstance(error, CONNECTION_LOST):
+        return True
+    if isinstance(error, asyncpg.exceptions.InternalClientError):
+        # A session the server dropped mid-exchange can be left in a protocol state that
+        # refuses the next query ("another operation is in progress"): replace it.
         return True
     # asyncpg raises a bare InterfaceError when a query meets a connection it already closed.
     return isinstance(error, asyncpg.InterfaceError) and "closed" in str(error)
@@ -86,11 +98,13 @@ class Connector:
         async def create(_: object, attempt: int) -> asyncpg.Pool:
             return await asyncpg.create_pool(
                 self._dsn,
-                min_size=1,
+                min_size=0,  # no background refill racing a restarting server
                 max_size=self._options.pool_size,
+                max_inactive_connection_lifetime=0,  # keep opened connections warm
                 init=prepare_connection,
                 reset=_keep_session,
                 timeout=self._options.connect_timeout,
+                server_settings=SESSION_SETTINGS,
             )
 
         self._pool = await self._retry(create, _nothing)
@@ -103,7 +117,15 @@ class Connector:
 
         async def on_pool(_: object, attempt: int) -> T:
             async with pool.acquire() as connection:
-                return await operation(connection, attempt)
+                try:
+                    return await operation(connection, attempt)
+                except Exception as error:
+                    if is_connection_lost(error):
+                        # Never hand a half-dead session out again (asyncpg may already have
+                        # released a connection it saw close).
+                        with contextlib.suppress(asyncpg.InterfaceError):
+                            connection.terminate()
+                    raise
 
         return await self._retry(on_pool, pool.expire_connections)
 

@@ -15,8 +15,12 @@ Design notes for version 1 (the jobs table):
   The JSON documents are checked by the codec when read; a bad one is dead-lettered at claim.
 - ``jobs_claim_order`` is a partial index over claimable rows in claim order: a claim reads its
   first entry, however many jobs are queued. ``jobs_next_due`` finds when a waiting claimer must
-  wake for a delayed job. ``jobs_active_dedupe`` is the unique partial index that enforces the
-  dedupe key over every active state (the arbiter of ``INSERT ... ON CONFLICT DO NOTHING``).
+  wake for a delayed job; it indexes ``-not_before`` on purpose, so that the planner cannot pick
+  it for a claim (``not_before <= now``): with statistics still stale after a burst of enqueues,
+  it would otherwise read every due row through it and sort them, instead of stopping at the first
+  entries of ``jobs_claim_order``. ``jobs_active_dedupe`` is the unique partial index that
+  enforces the dedupe key over every active state (the arbiter of ``INSERT ... ON CONFLICT
+  DO NOTHING``).
 - Triggers NOTIFY ``<schema>.claimable`` whenever rows become claimable (insert, retry, release,
   reap, requeue), whoever wrote them.
 - Autovacuum runs early on this table: a queue turns its rows over fast, and dead index entries
@@ -79,7 +83,7 @@ CREATE TABLE {schema}.jobs (
 
 CREATE INDEX jobs_claim_order ON {schema}.jobs (priority DESC, not_before, seq)
     WHERE status IN ('queued', 'retry_scheduled');
-CREATE INDEX jobs_next_due ON {schema}.jobs (not_before)
+CREATE INDEX jobs_next_due ON {schema}.jobs ((-not_before))
     WHERE status IN ('queued', 'retry_scheduled');
 CREATE UNIQUE INDEX jobs_active_dedupe ON {schema}.jobs (dedupe_key)
     WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'running', 'retry_scheduled');

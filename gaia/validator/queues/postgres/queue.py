@@ -18,24 +18,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Sequence
-from functools import partial
 from typing import TypeAlias
 
 import asyncpg
 
 from gaia.validator.core import lifecycle
 from gaia.validator.core.codec import progress_to_record
-from gaia.validator.core.errors import CorruptJob, InvalidTransition, JobNotFound, QueueClosed
+from gaia.validator.core.errors import InvalidTransition, JobNotFound, QueueClosed
 from gaia.validator.core.job import Job, JobError, Progress
 from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.queue import Lease, Queue, QueueStats
 from gaia.validator.core.status import JobStatus, check_transition
+from gaia.validator.queues.postgres.batching import Coalescer
+from gaia.validator.queues.postgres.claiming import Claimer
 from gaia.validator.queues.postgres.connection import Connector
 from gaia.validator.queues.postgres.listener import Listener
 from gaia.validator.queues.postgres.migrations import migrate
 from gaia.validator.queues.postgres.options import ParsedURL, parse_postgres_url
 from gaia.validator.queues.postgres.rows import (
-    corrupt_error,
     error_value,
     insert_arguments,
     insert_arrays,
@@ -50,6 +50,7 @@ MIN_RECHECK = 0.005
 POLL_WHILE_DISCONNECTED = 1.0
 """Longest wait while the LISTEN connection is down (no wake-ups can arrive)."""
 PURGE_CHUNK = 10_000
+MAX_COMPLETE_BATCH = 100
 EXHAUSTED_ERROR = error_value(JobError("no attempt left", kind=lifecycle.EXHAUSTED))
 
 
@@ -65,6 +66,10 @@ class PostgresQueue(Queue):
         self._connector = Connector(parsed)
         self._sql: Statements = statements_for(parsed.options.schema)
         self._listener = Listener(self._connector.connect, parsed.options.channel)
+        self._claimer = Claimer(self._connector, self._sql, clock, self.release)
+        self._completer: Coalescer[tuple[Lease, JSONValue], Job] = Coalescer(
+            self._complete_batch, max_batch=MAX_COMPLETE_BATCH
+        )
         self._closed = False
 
     async def open(self) -> None:
@@ -164,7 +169,7 @@ class PostgresQueue(Queue):
         wait: float = 0.0,
     ) -> Lease | None:
         self._check_open()
-        wanted = None if types is None else sorted(set(types))
+        wanted = None if types is None else tuple(sorted(set(types)))
         if wanted is not None and not wanted:
             return None
         signal = self._listener.signal
@@ -173,7 +178,7 @@ class PostgresQueue(Queue):
         deadline = time.monotonic() + wait
         while not self._closed:
             since = signal.epoch
-            lease = await self._claim_now(worker_id, wanted, lease_seconds)
+            lease = await self._claimer.claim_now(worker_id, wanted, lease_seconds)
             if lease is not None or self._closed:
                 return lease
             remaining = deadline - time.monotonic()
@@ -187,36 +192,12 @@ class PostgresQueue(Queue):
             await signal.wait(since, remaining)
         return None
 
-    async def _claim_now(
-        self, worker_id: str, types: list[str] | None, lease_seconds: float
-    ) -> Lease | None:
-        """Claim one due job; dead-letter any undecodable record met on the way."""
-        while True:
-            now = self._clock()
-            if types is None:
-                args: tuple[object, ...] = (self._sql.claim_any, now, lease_seconds, worker_id)
-            else:
-                args = (self._sql.claim_types, now, lease_seconds, worker_id, types)
-            row = await self._connector.run(partial(_fetchrow, args))
-            if row is None:
-                return None
-            try:
-                return lifecycle.lease_for(job_from_row(row))
-            except CorruptJob as problem:
-                await self._quarantine(row, problem)
-
-    async def _quarantine(self, row: Row, problem: CorruptJob) -> None:
-        """Dead-letter a claimed record that cannot be decoded, fenced by its new token."""
-        error = corrupt_error(row["id"], problem)
-        args = (self._sql.quarantine, row["id"], row["lease_token"], error, self._clock())
-        await self._connector.run(lambda conn, _: conn.execute(*args))
-
-    async def _next_due(self, types: list[str] | None) -> float | None:
+    async def _next_due(self, types: tuple[str, ...] | None) -> float | None:
         if types is None:
             due = await self._connector.run(lambda c, _: c.fetchval(self._sql.next_due_any))
         else:
             due = await self._connector.run(
-                lambda c, _: c.fetchval(self._sql.next_due_types, types)
+                lambda c, _: c.fetchval(self._sql.next_due_types, list(types))
             )
         return None if due is None else float(due)
 
@@ -262,6 +243,36 @@ class PostgresQueue(Queue):
         return lifecycle.lease_for(job)
 
     async def complete(self, lease: Lease, result: JSONValue = None) -> Job:
+        self._check_open()
+        return await self._completer.submit((lease, result))
+
+    async def _complete_batch(self, batch: list[tuple[Lease, JSONValue]]) -> list[Job | Exception]:
+        """Complete concurrent leases in one fenced statement; a lease it did not match gets the
+        single-lease path, which explains (LeaseLost) or recognises an earlier commit."""
+        if len(batch) == 1:
+            lease, result = batch[0]
+            return [await self._complete_one(lease, result)]
+        now = self._clock()
+        ids = [lease.job_id for lease, _ in batch]
+        tokens = [lease.token for lease, _ in batch]
+        results = [result for _, result in batch]
+        rows = await self._connector.run(
+            lambda conn, _: conn.fetch(self._sql.complete_batch, now, ids, tokens, results)
+        )
+        done = {(row["id"], row["lease_token"]): job_from_row(row) for row in rows}
+        outcomes: list[Job | Exception] = []
+        for lease, result in batch:
+            job = done.get((lease.job_id, lease.token))
+            if job is None:
+                try:
+                    job = await self._complete_one(lease, result)
+                except Exception as error:
+                    outcomes.append(error)
+                    continue
+            outcomes.append(job)
+        return outcomes
+
+    async def _complete_one(self, lease: Lease, result: JSONValue) -> Job:
         return await self._settle(
             lease, self._sql.complete, (result, self._clock()), frozenset({JobStatus.SUCCEEDED})
         )
@@ -385,6 +396,8 @@ class PostgresQueue(Queue):
             return
         self._closed = True
         await self._listener.close()
+        await self._claimer.close()
+        await self._completer.close()
         await self._connector.close()
 
     def _check_open(self) -> None:

@@ -85,11 +85,14 @@ class Statements:
     find_stored: str
     claim_any: str
     claim_types: str
+    claim_batch_any: str
+    claim_batch_types: str
     next_due_any: str
     next_due_types: str
     quarantine: str
     heartbeat: str
     complete: str
+    complete_batch: str
     retry: str
     fail: str
     release: str
@@ -123,8 +126,24 @@ def statements_for(schema: str) -> Statements:
         " ORDER BY priority DESC, not_before, seq LIMIT 1 FOR UPDATE SKIP LOCKED"
     )
     fenced = "WHERE id = $1::text AND lease_token = $2::int8 AND status = 'running'"
-    next_due = f"SELECT min(not_before) FROM {jobs} WHERE status IN {CLAIMABLE}{{types}}"
+    next_due = (
+        f"SELECT not_before FROM {jobs} WHERE status IN {CLAIMABLE}{{types}}"
+        " ORDER BY -not_before DESC LIMIT 1"
+    )
     exhausted = "$5::bool AND attempts >= max_attempts"
+    claim_batch = (
+        f"WITH locked AS (SELECT id, priority, not_before, seq FROM {jobs}"
+        f"  WHERE status IN {CLAIMABLE} AND not_before <= $1::float8{{types}}"
+        "  ORDER BY priority DESC, not_before, seq LIMIT $4::int8 FOR UPDATE SKIP LOCKED),"
+        " picked AS (SELECT id,"
+        "  row_number() OVER (ORDER BY priority DESC, not_before, seq) AS slot FROM locked)"
+        f" UPDATE {jobs} AS j SET status = 'running', attempts = j.attempts + 1,"
+        " lease_token = j.lease_token + 1,"
+        " lease_expires_at = $1::float8 + ($2::float8[])[picked.slot],"
+        " worker_id = ($3::text[])[picked.slot], started_at = $1::float8, progress = NULL,"
+        " updated_at = $1::float8 FROM picked WHERE j.id = picked.id"
+        f" RETURNING picked.slot, {', '.join('j.' + name for name in COLUMNS)}"
+    )
     expired = "j.attempts >= j.max_attempts"
     return Statements(
         insert_one=(
@@ -137,14 +156,16 @@ def statements_for(schema: str) -> Statements:
             "ON CONFLICT DO NOTHING RETURNING id"
         ),
         find_stored=(
-            f"SELECT {cols} FROM {jobs} WHERE id = ANY($1::text[]) "
-            f"OR (dedupe_key = ANY($2::text[]) AND status IN {ACTIVE})"
+            f"SELECT {cols} FROM {jobs} WHERE id = ANY($1::text[]) UNION ALL "
+            f"SELECT {cols} FROM {jobs} WHERE dedupe_key = ANY($2::text[]) AND status IN {ACTIVE}"
         ),
         claim_any=f"{claim_set} WHERE j.id = ({pick.format(types='')}) {returning}",
         claim_types=(
             f"{claim_set} WHERE j.id = ({pick.format(types=' AND type = ANY($4::text[])')}) "
             f"{returning}"
         ),
+        claim_batch_any=claim_batch.format(types=""),
+        claim_batch_types=claim_batch.format(types=" AND type = ANY($5::text[])"),
         next_due_any=next_due.format(types=""),
         next_due_types=next_due.format(types=" AND type = ANY($1::text[])"),
         quarantine=(
@@ -165,6 +186,13 @@ def statements_for(schema: str) -> Statements:
             f"UPDATE {jobs} SET status = 'succeeded', result = $3::jsonb,"
             " finished_at = $4::float8, updated_at = $4::float8, lease_expires_at = NULL"
             f" {fenced} {returning}"
+        ),
+        complete_batch=(
+            f"UPDATE {jobs} AS j SET status = 'succeeded', result = done.result,"
+            " finished_at = $1::float8, updated_at = $1::float8, lease_expires_at = NULL"
+            " FROM unnest($2::text[], $3::int8[], $4::jsonb[]) AS done(id, token, result)"
+            " WHERE j.id = done.id AND j.lease_token = done.token AND j.status = 'running'"
+            f" RETURNING {', '.join('j.' + name for name in COLUMNS)}"
         ),
         retry=(
             f"UPDATE {jobs} SET"
