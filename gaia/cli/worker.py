@@ -44,7 +44,10 @@ def load_registry(module_name: str) -> TaskRegistry:
 async def run(args: argparse.Namespace) -> int:
     registry = load_registry(args.tasks)
     config = PoolConfig(
-        concurrency=args.concurrency, lease_seconds=args.lease, drain_seconds=args.drain
+        concurrency=args.concurrency,
+        lease_seconds=args.lease,
+        drain_seconds=args.drain,
+        reap_interval=min(10.0, max(0.5, args.lease / 2)),
     )
     queue = await open_queue(args.queue)
     pool = WorkerPool(queue, registry, config, subscribe="all" if args.all_types else None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import types
 import typing
 from typing import TypeVar, cast
@@ -133,8 +134,7 @@ def _decode_class(tp: type, value: object, path: str) -> object:
 def _decode_dataclass(tp: type, value: object, path: str) -> object:
     if not isinstance(value, dict):
         raise PayloadError(f"{path}: expected an object, got {_name(value)}")
-    hints = typing.get_type_hints(tp)
-    fields = {f.name: f for f in dataclasses.fields(tp) if f.init}
+    hints, fields = _schema(tp)
     unexpected = sorted(set(value) - set(fields))
     if unexpected:
         raise PayloadError(f"{path}: unexpected field {unexpected[0]!r}")
@@ -148,6 +148,13 @@ def _decode_dataclass(tp: type, value: object, path: str) -> object:
         return tp(**kwargs)
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"{path}: {exc}") from None
+
+
+@functools.cache
+def _schema(tp: type) -> tuple[dict[str, object], dict[str, dataclasses.Field[object]]]:
+    """Type hints and init fields of a dataclass, resolved once per class."""
+    fields = {f.name: f for f in dataclasses.fields(tp) if f.init}
+    return typing.get_type_hints(tp), fields
 
 
 def _name(value: object) -> str:

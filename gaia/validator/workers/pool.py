@@ -192,20 +192,22 @@ class WorkerPool:
                 self._running[lease.job_id] = runner
 
     async def _reap_loop(self) -> None:
+        """Reap at start (a restarted worker first recovers what its predecessor held), then
+        every ``reap_interval``."""
         while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.config.reap_interval)
-            if self._stopping.is_set():
-                return
             try:
                 reclaimed = await self._queue.reap()
             except QueueClosed:
                 return
             except Exception:
-                log.warning("reap failed", exc_info=True)
-                continue
+                log.warning(
+                    "reap failed; trying again in %.1f s", self.config.reap_interval, exc_info=True
+                )
+                reclaimed = 0
             if reclaimed:
                 log.warning("reclaimed %d jobs with expired leases", reclaimed)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.config.reap_interval)
 
     async def _run(self, lease: Lease) -> None:
         try:
