@@ -136,10 +136,16 @@ def _walk(root: Path) -> list[tuple[str, os.stat_result]]:
     return found
 
 
-def build_manifest(root: Path) -> Manifest:
-    """Hash every file of a store directory (used when a forecast is produced or accepted)."""
+def build_manifest(root: Path, known: Mapping[str, str] | None = None) -> Manifest:
+    """Hash every file of a store directory (used when a forecast is produced or accepted).
+
+    `known` holds digests the producer computed as it wrote those files; they are used instead of
+    re-reading them. Every file on disk is listed either way.
+    """
+    known = known or {}
     files = {
-        relpath: chunk_hash(relpath, (root / relpath).read_bytes()) for relpath, _ in _walk(root)
+        relpath: known.get(relpath) or chunk_hash(relpath, (root / relpath).read_bytes())
+        for relpath, _ in _walk(root)
     }
     return Manifest(files=files)
 
@@ -203,6 +209,8 @@ class ChunkVerifier:
     config: VerificationConfig = field(default_factory=VerificationConfig)
     verified_files: int = 0
     verified_bytes: int = 0
+    verified_keys: list[str] = field(default_factory=list)
+    """Every file verified so far, in order (a read of one lead adds only that lead's chunks)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def check_listing(self) -> None:
@@ -250,6 +258,7 @@ class ChunkVerifier:
         with self._lock:
             self.verified_files += 1
             self.verified_bytes += len(data)
+            self.verified_keys.append(relpath)
         return data
 
     def verify(self, relpaths: Iterable[str]) -> int:

@@ -28,7 +28,7 @@ from numcodecs import Blosc
 
 from gaia.tasks.weather.data.errors import StoreError
 from gaia.tasks.weather.data.grid import normalise_grid
-from gaia.tasks.weather.data.manifest import ChunkVerifier
+from gaia.tasks.weather.data.manifest import ChunkVerifier, chunk_hash
 from gaia.tasks.weather.data.verified_zarr import VerifiedZarrStore
 
 TIME_UNITS = "hours since 1970-01-01 00:00:00"
@@ -95,12 +95,14 @@ class PlaneStoreWriter:
         attrs: Mapping[str, str] | None = None,
         clevel: int = 5,
         executor: Executor | None = None,
-        max_pending: int = 16,
+        max_pending: int = 2,
     ) -> None:
         self.path = path
         self._executor = executor
         self._max_pending = max_pending
         self._pending: deque[Future[None]] = deque()
+        self.chunk_hashes: dict[str, str] = {}
+        """relpath -> manifest hash of every chunk file this writer wrote (saves re-reading)."""
         self._group = zarr.open_group(store=str(path), mode="w", zarr_format=2)
         if attrs:
             self._group.attrs.update(dict(attrs))
@@ -175,6 +177,7 @@ class PlaneStoreWriter:
             encoded = self._compressor.encode(block[inner])
             with open(base + key, "wb") as handle:
                 handle.write(encoded)
+            self.chunk_hashes[f"{name}/{key}"] = chunk_hash(f"{name}/{key}", encoded)
 
     def close(self) -> None:
         """Finish pending writes (raising the first failure) and consolidate the metadata."""

@@ -158,14 +158,14 @@ class Atmosphere:
         self.basis = basis
         self.levels = levels
         self._anomaly_modes: dict[str, ModeSet] = {}
-        self._stationary: dict[str, np.ndarray] = {}
+        self._stationary: dict[str, ModeSet] = {}
         for name in ALL_VARIABLES:
             count = len(levels) if name in PRESSURE_VARIABLES else 1
             rng = np.random.default_rng([seed, 1, _VARIABLE_INDEX[name]])
             self._anomaly_modes[name] = ModeSet.random(rng, levels=count, m_max=8, n_max=10)
             fixed = np.random.default_rng([seed, 2, _VARIABLE_INDEX[name]])
             stationary = ModeSet.random(fixed, levels=count, m_max=4, n_max=6)
-            self._stationary[name] = basis.evaluate(stationary, 0.0)
+            self._stationary[name] = stationary  # evaluated on demand: memory stays flat
 
     def column(self, variable: str, when: datetime) -> Column:
         lat = self.basis.lat[None, :, None]
@@ -183,7 +183,7 @@ class Atmosphere:
         column = self.column(variable, datetime(2001, 1, 1, tzinfo=UTC))
         column = Column(p=column.p, lat=column.lat, lon=column.lon, doy=doy, hour=hour)
         base = np.broadcast_to(model.mean(column), (column.p.shape[0], *self.basis.shape))
-        waves = self._stationary[variable]
+        waves = self.basis.evaluate(self._stationary[variable], 0.0)
         if variable == "q":
             return base * np.exp(model.stationary * waves)
         return base + model.stationary * waves * (0.4 + column.s**2)

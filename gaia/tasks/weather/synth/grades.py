@@ -164,18 +164,20 @@ class ErrorModel:
         """truth + error for one (levels, lat, lon) stack, in float32."""
         column = self.atmosphere.column(variable, valid)
         amplitude = np.asarray(MODELS[variable].anomaly(column), dtype=np.float32)
-        error = np.zeros(truth.shape, dtype=np.float32)
         if recipe.error_scale:
             pattern = self._pattern(key, variable, hours_since_epoch(valid))
-            error += pattern * (amplitude * np.float32(recipe.error_scale * growth(lead_hours)))
+            scale = amplitude * np.float32(recipe.error_scale * growth(lead_hours))
+            error: np.ndarray = pattern * scale
+        else:
+            error = np.zeros(truth.shape, dtype=np.float32)
         if recipe.noise_scale:
             white = self._white(key, variable, step, truth.shape)
             error += white * (amplitude * np.float32(recipe.noise_scale))
         if recipe.offset_sigmas:
             error += amplitude * np.float32(recipe.offset_sigmas)
         if variable == "q":
-            return truth.astype(np.float32) * np.exp(np.clip(error, -3.0, 3.0))
-        return truth.astype(np.float32) + error
+            return np.asarray(truth.astype(np.float32) * np.exp(np.clip(error, -3.0, 3.0)))
+        return np.asarray(truth.astype(np.float32) + error)
 
     def clone(self, key: int, variable: str, reference: np.ndarray, step: int) -> np.ndarray:
         """The reference plus a tiny perturbation (well inside the clone thresholds)."""

@@ -113,6 +113,8 @@ class SphereBasis:
         n_lon = self.lon.size
         regular = np.allclose(self.lon, np.arange(n_lon) * 360.0 / n_lon, rtol=0, atol=1e-9)
         self._fft = bool(regular and m_max < n_lon // 2)
+        self._spectra: dict[tuple[int, str], np.ndarray] = {}
+        """Reused FFT inputs: only the first m_max + 1 columns are ever non-zero."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -136,9 +138,14 @@ class SphereBasis:
             # On a regular longitude grid from 0, sum_m Re(p_m e^{i m lon}) is an inverse real FFT.
             n_lon = self.lon.size
             complex_type = np.complex64 if dtype == np.float32 else np.complex128
-            spectrum = np.zeros((levels, n_lat, n_lon // 2 + 1), dtype=complex_type)
+            key = (levels, np.dtype(complex_type).str)
+            spectrum = self._spectra.get(key)
+            if spectrum is None:
+                spectrum = np.zeros((levels, n_lat, n_lon // 2 + 1), dtype=complex_type)
+                self._spectra[key] = spectrum
             spectrum[:, :, 0] = n_lon * per_m[:, :, 0].real
             spectrum[:, :, 1:m_count] = 0.5 * n_lon * per_m[:, :, 1:]
+            spectrum[:, :, m_count : self.m_max + 1] = 0.0
             return np.fft.irfft(spectrum, n=n_lon, axis=2)
         # Otherwise: sum_m Re(p_m) cos(m lon) - Im(p_m) sin(m lon), one real GEMM.
         left = np.concatenate([per_m.real, -per_m.imag], axis=2).reshape(levels * n_lat, -1)

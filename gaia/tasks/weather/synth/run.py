@@ -176,8 +176,11 @@ def _write_stores(
     hours: Sequence[int],
     plans: list[MinerPlan],
     pool: Executor,
-) -> None:
-    """Truth, analysis, reference and miner forecasts, one valid time and variable at a time."""
+) -> dict[str, dict[str, str]]:
+    """Truth, analysis, reference and miner forecasts, one valid time and variable at a time.
+
+    Returns, per miner hotkey, the manifest hashes of the chunks written (for its manifest).
+    """
     atmosphere = Atmosphere(seed, SphereBasis(grid.lat, grid.lon), LEVELS)
     errors = ErrorModel(seed, atmosphere)
     standard = _Layout.standard(grid)
@@ -204,6 +207,7 @@ def _write_stores(
                 _write(store.writer, store.layout, name, step, stack)
     for writer in (era5, analysis, gfs, *(store.writer for store in stores)):
         writer.close()
+    return {store.plan.hotkey: store.writer.chunk_hashes for store in stores}
 
 
 def generate_run(
@@ -237,13 +241,13 @@ def generate_run(
     plans = plan_miners(miners)
     grid = regular_grid(resolution)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="synth-writer") as pool:
-        _write_stores(run, seed, grid, times, hours, plans, pool)
+        written = _write_stores(run, seed, grid, times, hours, plans, pool)
     days = {t.timetuple().tm_yday for t in times}
     write_climatology(run.climatology, seed=seed, days=days,
                       resolution=climatology_resolution or max(resolution, 3.0))
     entries = []
     for plan in plans:
-        manifest = build_manifest(run.forecast(plan.hotkey))
+        manifest = build_manifest(run.forecast(plan.hotkey), written[plan.hotkey])
         claimed = write_manifest(manifest, run.manifest(plan.hotkey))
         entries.append(MinerEntry(uid=plan.uid, hotkey=plan.hotkey, claimed_hash=claimed))
     corrupted = corrupt_chunks(run, plans, hours)
