@@ -9,10 +9,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+from typing import TYPE_CHECKING
 
 from gaia.validator.core.task import TaskRegistry
 from gaia.validator.queues import open_queue
 from gaia.validator.workers import PoolConfig, WorkerPool
+from gaia.validator.workers.middleware import default_middleware
+
+if TYPE_CHECKING:
+    from gaia.validator.workers.middleware.metrics import QueueDepthSampler
 
 log = logging.getLogger("gaia.worker")
 
@@ -23,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--lease", type=float, default=30.0, help="lease seconds (default 30)")
     parser.add_argument("--drain", type=float, default=30.0, help="drain deadline seconds")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on 127.0.0.1:PORT (needs the metrics extra)",
+    )
     parser.add_argument(
         "--all-types",
         action="store_true",
@@ -50,7 +60,24 @@ async def run(args: argparse.Namespace) -> int:
         reap_interval=min(10.0, max(0.5, args.lease / 2)),
     )
     queue = await open_queue(args.queue)
-    pool = WorkerPool(queue, registry, config, subscribe="all" if args.all_types else None)
+    middleware = default_middleware()
+    sampler: QueueDepthSampler | None = None
+    if args.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from gaia.validator.workers.middleware.metrics import Metrics, QueueDepthSampler
+
+        middleware.append(Metrics())
+        sampler = QueueDepthSampler(queue)
+        await sampler.start()
+        start_http_server(args.metrics_port, addr="127.0.0.1")
+    pool = WorkerPool(
+        queue,
+        registry,
+        config,
+        middleware=middleware,
+        subscribe="all" if args.all_types else None,
+    )
     log.info(
         "serving %s with tasks %s",
         args.queue,
@@ -60,5 +87,7 @@ async def run(args: argparse.Namespace) -> int:
     try:
         await pool.run()
     finally:
+        if sampler is not None:
+            await sampler.stop()
         await queue.close()
     return 0

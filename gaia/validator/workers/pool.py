@@ -206,6 +206,8 @@ class WorkerPool:
                 reclaimed = 0
             if reclaimed:
                 log.warning("reclaimed %d jobs with expired leases", reclaimed)
+                for layer in self._middleware:
+                    layer.reaped(reclaimed)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.config.reap_interval)
 

@@ -20,6 +20,9 @@ class Middleware:
     def settled(self, result: TaskResult) -> None:
         """Called once an attempt's outcome was written to the queue."""
 
+    def reaped(self, count: int) -> None:
+        """Called when this pool's reaper reclaimed ``count`` expired leases."""
+
     async def start(self) -> None:
         """Called when the worker pool starts."""
 
