@@ -47,6 +47,7 @@ async def open_redis_queue(url: str, *, clock: Callable[[], float] = time.time) 
     link = RedisLink(options, shown)
     try:
         await link.command("PING")
+        await link.reconnecting(lambda resent: link.load_scripts())
         await _warn_unless_appendonly(link, shown)
     except BaseException:
         await link.close()

@@ -5,6 +5,8 @@ connection), one for the blocking BLPOP of waiting claimers, so an idle claimer 
 connection the others need. redis-py's own retry is off: this module decides what is re-sent,
 and tells each script when a call is a re-send after a lost reply (the script then accepts
 finding its step already applied), so reconnecting never applies a step twice.
+
+Script calls are pipelined automatically (:mod:`.pipelining`).
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ from gaia.validator.core.errors import (
 )
 from gaia.validator.core.status import JobStatus, check_transition
 from gaia.validator.queues.redis.options import RedisOptions
+from gaia.validator.queues.redis.pipelining import Reply, ScriptPipeline
 from gaia.validator.queues.redis.scripts import SCRIPTS
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Reply = object
 TRANSIENT = (RedisConnectionError, RedisTimeoutError)
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 2.0
@@ -51,7 +53,7 @@ class RedisLink:
         self._retry_for = options.retry_for
         self._client = _connect(options, socket_timeout=options.timeout)
         self._waiter = _connect(options, socket_timeout=None)
-        self._scripts = {name: self._client.register_script(text) for name, text in SCRIPTS.items()}
+        self._scripts = ScriptPipeline(self._client, SCRIPTS, translate)
         self._closed = False
 
     @property
@@ -62,16 +64,15 @@ class RedisLink:
         if self._closed:
             raise QueueClosed(f"queue {self._display} is closed")
 
+    async def load_scripts(self) -> None:
+        """SCRIPT LOAD every script (the server's script cache does not survive a restart)."""
+        await self._scripts.load()
+
     async def script(self, name: str, arguments: Callable[[bool], Sequence[str]]) -> Reply:
         """Run script ``name`` with ``arguments(resent)``; translate its error replies."""
-        script = self._scripts[name]
 
         async def run(resent: bool) -> Reply:
-            try:
-                reply: Reply = await script(args=list(arguments(resent)))
-            except ResponseError as error:
-                raise translate(error) from None
-            return reply
+            return await self._scripts.call(name, arguments(resent))
 
         return await self.reconnecting(run)
 

@@ -13,10 +13,12 @@ from gaia.validator.core.job import Job, JobError, Progress
 from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.queue import Lease, Queue, QueueStats
 from gaia.validator.core.status import JobStatus
-from gaia.validator.queues.redis.connection import RedisLink, Reply
+from gaia.validator.queues.redis.connection import RedisLink
 from gaia.validator.queues.redis.options import RedisOptions, expire_seconds
+from gaia.validator.queues.redis.pipelining import Reply
 from gaia.validator.queues.redis.records import (
     decode_hash,
+    decode_overlay,
     enqueue_fields,
     error_text,
     json_text,
@@ -50,20 +52,25 @@ class RedisQueue(Queue):
         self.keys = options.keys
         self._link = link
         self._clock = clock
-        result_ttl = options.result_ttl
         dead_ttl = options.dead_ttl
         self._retention = [
-            number_text(result_ttl),
-            str(expire_seconds(result_ttl)),
-            "" if dead_ttl is None else number_text(dead_ttl),
-            "" if dead_ttl is None else str(expire_seconds(dead_ttl)),
+            (options.result_ttl, str(expire_seconds(options.result_ttl))),
+            (dead_ttl, "" if dead_ttl is None else str(expire_seconds(dead_ttl))),
         ]
 
     # -- calling scripts -------------------------------------------------------------------
     async def _run(self, name: str, *arguments: str) -> Reply:
+        return await self._run_at(name, lambda now: arguments)
+
+    async def _run_at(self, name: str, arguments: Callable[[float], Sequence[str]]) -> Reply:
+        """Run script ``name``; ``arguments(now)`` gives its own arguments for the call's time."""
+
         def with_header(resent: bool) -> list[str]:
-            header = [self.keys.prefix, number_text(self._clock()), "1" if resent else "0"]
-            return [*header, *self._retention, *arguments]
+            now = self._clock()
+            header = [self.keys.prefix, number_text(now), "1" if resent else "0"]
+            for ttl, expire in self._retention:
+                header += ["", ""] if ttl is None else [number_text(now + ttl), expire]
+            return [*header, *arguments(now)]
 
         return await self._link.script(name, with_header)
 
@@ -71,6 +78,11 @@ class RedisQueue(Queue):
         reply = await self._run(name, *arguments)
         assert isinstance(reply, list)
         return decode_hash(pairs(reply))
+
+    async def _settle(self, name: str, lease: Lease, *arguments: str) -> Job:
+        reply = await self._run(name, lease.job_id, str(lease.token), *arguments)
+        assert isinstance(reply, list)
+        return decode_overlay(lease.job, reply)
 
     # -- writing ---------------------------------------------------------------------------
     async def enqueue(self, job: Job) -> Job:
@@ -159,8 +171,9 @@ class RedisQueue(Queue):
     ) -> tuple[list[Lease], float | None]:
         """Leases claimed now, and the due time of the next delayed job when none was."""
         while True:
-            reply = await self._run(
-                "claim", worker_id, number_text(lease_seconds), str(count), *types
+            reply = await self._run_at(
+                "claim",
+                lambda now: [worker_id, number_text(now + lease_seconds), str(count), *types],
             )
             assert isinstance(reply, list)
             next_due = float(reply[0]) if reply[0] else None
@@ -205,21 +218,22 @@ class RedisQueue(Queue):
                 {"done": progress.done, "total": progress.total, "message": progress.message}
             )
         )
-        job = await self._job(
-            "heartbeat", lease.job_id, str(lease.token), number_text(lease_seconds), shown
+        job = await self._run_at(
+            "heartbeat",
+            lambda now: [lease.job_id, str(lease.token), number_text(now + lease_seconds), shown],
         )
-        return lifecycle.lease_for(job)
+        assert isinstance(job, list)
+        return lifecycle.lease_for(decode_overlay(lease.job, job))
 
     async def complete(self, lease: Lease, result: JSONValue = None) -> Job:
-        return await self._job("complete", lease.job_id, str(lease.token), json_text(result))
+        return await self._settle("complete", lease, json_text(result))
 
     async def retry(
         self, lease: Lease, *, at: float, error: JobError | None = None, count_attempt: bool = True
     ) -> Job:
-        return await self._job(
+        return await self._settle(
             "retry",
-            lease.job_id,
-            str(lease.token),
+            lease,
             number_text(at),
             error_text(error),
             "1" if count_attempt else "0",
@@ -227,10 +241,10 @@ class RedisQueue(Queue):
         )
 
     async def fail(self, lease: Lease, error: JobError) -> Job:
-        return await self._job("fail", lease.job_id, str(lease.token), error_text(error))
+        return await self._settle("fail", lease, error_text(error))
 
     async def release(self, lease: Lease) -> Job:
-        return await self._job("release", lease.job_id, str(lease.token))
+        return await self._settle("release", lease)
 
     async def cancel(self, job_id: str) -> Job:
         return await self._job("cancel", job_id)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 
-from gaia.validator.core.codec import encode_job, error_to_record, job_from_record
+from gaia.validator.core.codec import encode_job, error_to_record, job_from_record, job_to_record
 from gaia.validator.core.errors import CorruptJob
 from gaia.validator.core.job import Job, JobError
 from gaia.validator.core.json_value import JSONValue
@@ -96,6 +96,22 @@ def error_text(error: JobError | None) -> str:
 def pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     """``[k1, v1, k2, v2, ...]`` (a script's HGETALL) as a dict."""
     return dict(zip(flat[0::2], flat[1::2], strict=True))
+
+
+def decode_overlay(job: Job, values: list[bytes | None]) -> Job:
+    """``job`` with the overlay fields a settling script returned (``OVERLAY`` order) laid on.
+
+    A settling step never changes ``spec``, so the lease's copy of the job supplies the rest.
+    """
+    record = job_to_record(job)
+    for (name, (field, parse)), raw in zip(OVERLAY.items(), values, strict=True):
+        if raw is None:
+            continue
+        try:
+            record[field] = parse(raw.decode())
+        except (ValueError, UnicodeDecodeError):
+            raise CorruptJob(f"job record field {name!r} is invalid: {raw[:80]!r}") from None
+    return job_from_record(record)
 
 
 def decode_hash(fields: Mapping[bytes, bytes]) -> Job:

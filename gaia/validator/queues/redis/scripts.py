@@ -5,11 +5,12 @@ own arguments from ``ARGV[A]`` on:
 
     ARGV[1] key prefix (``gaia:{queue}:``)   ARGV[2] now (client clock, exact float text)
     ARGV[3] '1' when re-sent after a lost reply (the step may already be applied)
-    ARGV[4] result_ttl  ARGV[5] its EXPIRE seconds  ARGV[6] dead_ttl  ARGV[7] its EXPIRE seconds
-    (a ttl of '' keeps the record until requeued or deleted)
+    ARGV[4] now + result_ttl  ARGV[5] its EXPIRE seconds
+    ARGV[6] now + dead_ttl    ARGV[7] its EXPIRE seconds   ('' = keep until requeued)
 
-Scripts never format floats themselves (Lua's ``tostring`` keeps 14 digits): times are copied
-from the arguments, or passed to ``redis.call`` as numbers, which Redis writes exactly. Errors
+Scripts never format floats (Lua's ``tostring`` keeps 14 digits, and formatting is slow): every
+time is computed by the client and copied verbatim from the arguments. Settling steps return
+the job's overlay fields (``OVERLAY`` order, see :mod:`.records`) rather than the whole hash. Errors
 are replies whose first word is a code (see :mod:`.connection`); a script returns an error only
 before its first write, so a refused step changes nothing.
 """
@@ -17,9 +18,10 @@ before its first write, so a refused step changes nothing.
 from __future__ import annotations
 
 from gaia.validator.queues.redis.admin_scripts import ADMIN_SCRIPTS
+from gaia.validator.queues.redis.records import OVERLAY
 from gaia.validator.queues.redis.settle_scripts import SETTLE_SCRIPTS
 
-PRELUDE = r"""
+PRELUDE_TEMPLATE = r"""
 local P = ARGV[1]
 local NOW_S = ARGV[2]
 local NOW = tonumber(NOW_S)
@@ -27,6 +29,7 @@ local RESENT = ARGV[3] == '1'
 local RETENTION = {succeeded = {ARGV[4], ARGV[5]}, cancelled = {ARGV[4], ARGV[5]},
                    dead = {ARGV[6], ARGV[7]}}
 local A = 8
+local OVERLAY = {@OVERLAY@}
 local STATUSES = {'queued', 'running', 'succeeded', 'retry_scheduled', 'dead', 'cancelled'}
 local KNOWN = {queued = true, running = true, succeeded = true, retry_scheduled = true,
                dead = true, cancelled = true}
@@ -67,9 +70,14 @@ local function order_member(not_before, seq, id)
 end
 local MEMBER_ID_AT = 35
 
+local function negated(number)
+  if string.sub(number, 1, 1) == '-' then return string.sub(number, 2) end
+  return '-' .. number
+end
+
 local function place(id, f)
   if tonumber(f.not_before) <= NOW then
-    redis.call('ZADD', ready_key(f.type), -tonumber(f.priority),
+    redis.call('ZADD', ready_key(f.type), negated(f.priority),
                order_member(f.not_before, f.seq, id))
   else
     redis.call('ZADD', delayed_key(f.type), f.not_before, id)
@@ -104,7 +112,7 @@ end
 local function keep_for(id, t, status)
   local ttl = RETENTION[status]
   if ttl and ttl[1] ~= '' then
-    redis.call('ZADD', PURGE, NOW + tonumber(ttl[1]), t .. ':' .. id)
+    redis.call('ZADD', PURGE, ttl[1], t .. ':' .. id)
     redis.call('EXPIRE', job_key(id), ttl[2])
   end
 end
@@ -142,6 +150,8 @@ local function bury(id, t, message)
   keep_for(id, t, 'dead')
 end
 
+local function overlay(id) return redis.call('HMGET', job_key(id), unpack(OVERLAY)) end
+
 local function lease_lost(id, token, f)
   if not f.exists then return redis.error_reply('LEASE_LOST job ' .. id .. ' no longer exists') end
   return redis.error_reply('LEASE_LOST job ' .. id .. ': lease token ' .. token
@@ -160,6 +170,8 @@ local function held(id, token, done)
 end
 """
 
+PRELUDE = PRELUDE_TEMPLATE.replace("@OVERLAY@", ", ".join(f"'{name}'" for name in OVERLAY))
+
 ENQUEUE = r"""
 -- ARGV[A]: number of jobs; then per job: id, type, priority, max_attempts, dedupe ('' = none),
 -- attempts, lease_token, not_before, spec. Returns per job 0 (stored as given) or the active
@@ -167,10 +179,14 @@ ENQUEUE = r"""
 local n = tonumber(ARGV[A])
 local FIELDS_PER_JOB = 9
 if not RESENT then
-  for i = 0, n - 1 do
-    local id = ARGV[A + 1 + i * FIELDS_PER_JOB]
-    if redis.call('EXISTS', job_key(id)) == 1 then
-      return redis.error_reply('DUPLICATE_ID a job with id ' .. id .. ' already exists')
+  local keys = {}
+  for i = 0, n - 1 do keys[#keys + 1] = job_key(ARGV[A + 1 + i * FIELDS_PER_JOB]) end
+  if redis.call('EXISTS', unpack(keys)) > 0 then
+    for i = 1, n do
+      if redis.call('EXISTS', keys[i]) == 1 then
+        return redis.error_reply('DUPLICATE_ID a job with id ' .. ARGV[A + 1 + (i - 1) *
+          FIELDS_PER_JOB] .. ' already exists')
+      end
     end
   end
 end
@@ -195,21 +211,23 @@ for i = 0, n - 1 do
                'attempts', ARGV[o + 5], 'lease_token', ARGV[o + 6], 'not_before', f.not_before,
                'seq', f.seq)
     redis.call('ZADD', index_key(t, 'queued'), f.seq, id)
-    redis.call('SADD', TYPES, t)
     place(id, f)
     woken[t] = (woken[t] or 0) + 1
     out[#out + 1] = 0
   end
 end
-for t, count in pairs(woken) do wake(t, count) end
+for t, count in pairs(woken) do
+  redis.call('SADD', TYPES, t)
+  wake(t, count)
+end
 return out
 """
 
 CLAIM = r"""
--- ARGV[A]: worker id, ARGV[A+1]: lease seconds, ARGV[A+2]: most jobs to claim,
+-- ARGV[A]: worker id, ARGV[A+1]: lease expiry time, ARGV[A+2]: most jobs to claim,
 -- ARGV[A+3..]: job types (none = every type).
 -- Returns {next due time of a delayed job or '', id, HGETALL, id, HGETALL, ...}.
-local worker, expires, want = ARGV[A], NOW + tonumber(ARGV[A + 1]), tonumber(ARGV[A + 2])
+local worker, expires, want = ARGV[A], ARGV[A + 1], tonumber(ARGV[A + 2])
 local types = {}
 for i = A + 3, #ARGV do types[#types + 1] = ARGV[i] end
 local every = #types == 0
@@ -226,7 +244,7 @@ for _, t in ipairs(types) do
     redis.call('ZREM', delayed_key(t), id)
     local f = load(id)
     if f.sound and f.type == t and CLAIMABLE[f.status] then
-      redis.call('ZADD', ready_key(t), -tonumber(f.priority), order_member(f.not_before, f.seq, id))
+      redis.call('ZADD', ready_key(t), negated(f.priority), order_member(f.not_before, f.seq, id))
     elseif f.exists and not (f.sound and f.type == t) then
       bury(id, t, corrupt(f))
     end
@@ -235,32 +253,49 @@ end
 
 local out = {''}
 local claimed = 0
-while claimed < want do
-  local best_t, best_m, best_s = nil, nil, nil
-  for _, t in ipairs(types) do
-    local head = redis.call('ZRANGE', ready_key(t), 0, 0, 'WITHSCORES')
-    if head[1] then
-      local s = tonumber(head[2])
-      if best_t == nil or s < best_s or (s == best_s and head[1] < best_m) then
-        best_t, best_m, best_s = t, head[1], s
-      end
-    end
-  end
-  if best_t == nil then break end
-  redis.call('ZREM', ready_key(best_t), best_m)
-  local id = string.sub(best_m, MEMBER_ID_AT)
+
+-- Take the job behind ready member `member` of type t, if it is still claimable.
+local function take(t, member)
+  local id = string.sub(member, MEMBER_ID_AT)
   local f = load(id)
-  if f.sound and f.type == best_t and CLAIMABLE[f.status] then
+  if f.sound and f.type == t and CLAIMABLE[f.status] then
     redis.call('HSET', job_key(id), 'status', 'running', 'attempts', tonumber(f.attempts) + 1,
                'lease_token', tonumber(f.lease_token) + 1, 'lease_expires_at', expires,
                'worker_id', worker, 'started_at', NOW_S, 'updated_at', NOW_S, 'progress', '')
-    reindex(id, best_t, f.status, 'running', f.seq)
+    reindex(id, t, f.status, 'running', f.seq)
     redis.call('ZADD', LEASES, expires, id)
     out[#out + 1] = id
     out[#out + 1] = redis.call('HGETALL', job_key(id))
     claimed = claimed + 1
-  elseif f.exists and not (f.sound and f.type == best_t) then
-    bury(id, best_t, corrupt(f))
+  elseif f.exists and not (f.sound and f.type == t) then
+    bury(id, t, corrupt(f))
+  end
+end
+
+if #types == 1 then
+  -- One type: pop the best members directly.
+  local t = types[1]
+  while claimed < want do
+    local popped = redis.call('ZPOPMIN', ready_key(t), want - claimed)
+    if #popped == 0 then break end
+    for i = 1, #popped, 2 do take(t, popped[i]) end
+  end
+else
+  -- Several types: compare the heads of their ready sets for each job.
+  while claimed < want do
+    local best_t, best_m, best_s = nil, nil, nil
+    for _, t in ipairs(types) do
+      local head = redis.call('ZRANGE', ready_key(t), 0, 0, 'WITHSCORES')
+      if head[1] then
+        local s = tonumber(head[2])
+        if best_t == nil or s < best_s or (s == best_s and head[1] < best_m) then
+          best_t, best_m, best_s = t, head[1], s
+        end
+      end
+    end
+    if best_t == nil then break end
+    redis.call('ZREM', ready_key(best_t), best_m)
+    take(best_t, best_m)
   end
 end
 

@@ -1,23 +1,23 @@
 """Lua bodies of the steps a lease holder takes: heartbeat, complete, retry, fail, release.
 
 Each is fenced: it acts only if the job is running under the caller's lease token (see ``held``
-in the prelude of :mod:`.scripts`), and returns the job's hash after the step. A step re-sent
-after a lost reply finds the job already in the step's target status with the same token and
-returns it unchanged.
+in the prelude of :mod:`.scripts`), and returns the job's overlay fields after the step. A step
+re-sent after a lost reply finds the job already in the step's target status with the same token
+and returns it unchanged.
 """
 
 from __future__ import annotations
 
 HEARTBEAT = r"""
--- ARGV[A]: id, ARGV[A+1]: token, ARGV[A+2]: lease seconds, ARGV[A+3]: progress JSON or ''.
+-- ARGV[A]: id, ARGV[A+1]: token, ARGV[A+2]: new lease expiry, ARGV[A+3]: progress JSON or ''.
 local id, token = ARGV[A], ARGV[A + 1]
 local f, err = held(id, token, nil)
 if not f then return err end
-local expires = NOW + tonumber(ARGV[A + 2])
+local expires = ARGV[A + 2]
 redis.call('HSET', job_key(id), 'lease_expires_at', expires, 'updated_at', NOW_S)
 if ARGV[A + 3] ~= '' then redis.call('HSET', job_key(id), 'progress', ARGV[A + 3]) end
 redis.call('ZADD', LEASES, expires, id)
-return redis.call('HGETALL', job_key(id))
+return overlay(id)
 """
 
 COMPLETE = r"""
@@ -26,7 +26,7 @@ local id, token = ARGV[A], ARGV[A + 1]
 local f, done = held(id, token, {succeeded = true})
 if not f then return done end
 if not done then finish(id, f, 'succeeded', {'result', ARGV[A + 2]}) end
-return redis.call('HGETALL', job_key(id))
+return overlay(id)
 """
 
 FAIL = r"""
@@ -35,7 +35,7 @@ local id, token = ARGV[A], ARGV[A + 1]
 local f, done = held(id, token, {dead = true})
 if not f then return done end
 if not done then finish(id, f, 'dead', {'error', ARGV[A + 2]}) end
-return redis.call('HGETALL', job_key(id))
+return overlay(id)
 """
 
 RETRY = r"""
@@ -64,7 +64,7 @@ if not done then
     wake(f.type, 1)
   end
 end
-return redis.call('HGETALL', job_key(id))
+return overlay(id)
 """
 
 RELEASE = r"""
@@ -82,7 +82,7 @@ if not done then
   place(id, f)
   wake(f.type, 1)
 end
-return redis.call('HGETALL', job_key(id))
+return overlay(id)
 """
 
 SETTLE_SCRIPTS: dict[str, str] = {

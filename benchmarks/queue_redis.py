@@ -1,0 +1,361 @@
+"""Redis queue benchmark, with the peers saq and arq on the same server in the same run.
+
+Run from the repository root: ``python -m benchmarks.queue_redis``. It starts a throwaway
+redis-server (AOF on, ``appendfsync everysec``) unless GAIA_BENCH_REDIS_URL names one; each
+system gets its own logical database, flushed before each measurement.
+
+Metrics (no-op jobs, one process):
+- enqueue jobs/s one by one, and in batches of 1,000 (the peers have no batch call);
+- processing jobs/s: the queue is filled with PROCESS_JOBS jobs, then 10 concurrent claimers
+  drain it. Ours: ``claim`` + ``complete`` per job, and ``claim_many(10)`` + ``complete`` per
+  job; saq: ``Worker(concurrency=10)``; arq: ``Worker(max_jobs=10, poll_delay=0.01,
+  burst=True)`` (arq's default 0.5 s poll would cap it far lower). The systems take turns for
+  ROUNDS rounds and each reports its median, so a machine whose load drifts treats all alike;
+- enqueue->start latency p50/p99 on an idle queue with one waiting claimer (ours).
+Peers are optional: one that is not installed is reported as skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import statistics
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+from gaia.validator.core.job import Job, new_job
+from gaia.validator.queues import open_queue
+from gaia.validator.queues.redis import RedisQueue
+
+Row = dict[str, str | float]
+Drain = Callable[[str], Awaitable[float]]
+URL_VARIABLE = "GAIA_BENCH_REDIS_URL"
+SINGLE_JOBS = 3_000
+BATCH_JOBS = 50_000
+BATCH_SIZE = 1_000
+PROCESS_JOBS = 5_000
+ROUNDS = 3
+CLAIMERS = 10
+LATENCY_SAMPLES = 300
+PEER_PREFILL_CONCURRENCY = 50
+
+
+def row(backend: str, metric: str, value: float, unit: str, note: str = "") -> Row:
+    entry: Row = {"backend": backend, "metric": metric, "value": round(value, 3), "unit": unit}
+    if note:
+        entry["note"] = note
+    return entry
+
+
+def database_url(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", "", ""))
+
+
+async def flush(url: str) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+def jobs(count: int) -> list[Job]:
+    return [new_job("bench.noop", {"i": i}) for i in range(count)]
+
+
+def _since(began: float) -> float:
+    return time.perf_counter() - began
+
+
+# -- ours ------------------------------------------------------------------------------------
+async def our_enqueue_and_latency(url: str) -> list[Row]:
+    await flush(url)
+    queue = await open_queue(f"{url}?queue=bench")
+    assert isinstance(queue, RedisQueue)
+    rows: list[Row] = []
+    try:
+        singles = jobs(SINGLE_JOBS)
+        began = time.perf_counter()
+        for job in singles:
+            await queue.enqueue(job)
+        rows.append(row("gaia", "enqueue one by one", SINGLE_JOBS / _since(began), "jobs/s"))
+        await flush(url)
+
+        batch = jobs(BATCH_JOBS)
+        began = time.perf_counter()
+        for start in range(0, BATCH_JOBS, BATCH_SIZE):
+            await queue.enqueue_many(batch[start : start + BATCH_SIZE])
+        rate = BATCH_JOBS / _since(began)
+        rows.append(row("gaia", f"enqueue batches of {BATCH_SIZE}", rate, "jobs/s"))
+        await flush(url)
+
+        p50, p99 = await _latency(queue)
+        rows.append(row("gaia", "enqueue->start p50 (idle queue)", p50 * 1000, "ms"))
+        rows.append(row("gaia", "enqueue->start p99 (idle queue)", p99 * 1000, "ms"))
+    finally:
+        await queue.close()
+    return rows
+
+
+def our_drain(claim_count: int) -> Drain:
+    async def drain(url: str) -> float:
+        await flush(url)
+        queue = await open_queue(f"{url}?queue=bench")
+        assert isinstance(queue, RedisQueue)
+        done = 0
+
+        async def claimer(name: str) -> None:
+            nonlocal done
+            while True:
+                leases = await queue.claim_many(name, claim_count)
+                if not leases:
+                    return
+                for lease in leases:
+                    await queue.complete(lease)
+                done += len(leases)
+
+        try:
+            for start in range(0, PROCESS_JOBS, BATCH_SIZE):
+                await queue.enqueue_many(jobs(min(BATCH_SIZE, PROCESS_JOBS - start)))
+            began = time.perf_counter()
+            await asyncio.gather(*(claimer(f"bench-{n}") for n in range(CLAIMERS)))
+            elapsed = _since(began)
+        finally:
+            await queue.close()
+        assert done == PROCESS_JOBS, f"drained {done} of {PROCESS_JOBS} jobs"
+        return done / elapsed
+
+    return drain
+
+
+async def _latency(queue: RedisQueue) -> tuple[float, float]:
+    samples: list[float] = []
+    sent: dict[str, float] = {}
+
+    async def claimer() -> None:
+        while len(samples) < LATENCY_SAMPLES:
+            lease = await queue.claim("bench-latency", wait=5.0)
+            if lease is None:
+                raise RuntimeError("latency claimer woke with no job")
+            samples.append(time.perf_counter() - sent[lease.job_id])
+            await queue.complete(lease)
+
+    waiting = asyncio.create_task(claimer())
+    for _ in range(LATENCY_SAMPLES):
+        await asyncio.sleep(0.005)  # let the claimer settle into its blocking wait
+        job = new_job("bench.noop", {})
+        sent[job.id] = time.perf_counter()
+        await queue.enqueue(job)
+        while len(samples) < len(sent) and not waiting.done():
+            await asyncio.sleep(0.001)
+    await waiting
+    return statistics.median(samples), statistics.quantiles(samples, n=100)[98]
+
+
+# -- peers -----------------------------------------------------------------------------------
+async def saq_drain(url: str) -> float:
+    from saq import Queue as SaqQueue
+    from saq import Worker as SaqWorker
+
+    await flush(url)
+    queue = SaqQueue.from_url(url, name="bench")
+    await queue.connect()
+    started = 0
+    all_started = asyncio.Event()
+
+    async def noop(ctx: object) -> None:
+        nonlocal started
+        started += 1
+        if started == PROCESS_JOBS:
+            all_started.set()
+
+    try:
+        await _concurrently(PROCESS_JOBS, lambda: queue.enqueue("noop"))
+        worker = SaqWorker(queue, functions=[("noop", noop)], concurrency=CLAIMERS)
+        began = time.perf_counter()
+        running = asyncio.create_task(worker.start())
+        await all_started.wait()
+        while await queue.count("incomplete"):
+            await asyncio.sleep(0.005)
+        elapsed = _since(began)
+        await worker.stop()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    finally:
+        await queue.disconnect()
+    return PROCESS_JOBS / elapsed
+
+
+async def arq_noop(ctx: object) -> None:
+    """arq names a job by its function's qualified name: a module-level no-op."""
+
+
+async def arq_drain(url: str) -> float:
+    from arq import create_pool
+    from arq.connections import RedisSettings
+    from arq.worker import Worker as ArqWorker
+
+    await flush(url)
+    pool = await create_pool(RedisSettings.from_dsn(url))
+    try:
+        await _concurrently(PROCESS_JOBS, lambda: pool.enqueue_job(arq_noop.__qualname__))
+        worker = ArqWorker(
+            functions=[arq_noop],
+            redis_pool=pool,
+            burst=True,
+            max_jobs=CLAIMERS,
+            poll_delay=0.01,
+            handle_signals=False,
+            log_results=False,
+        )
+        began = time.perf_counter()
+        await worker.main()
+        elapsed = _since(began)
+        completed = worker.jobs_complete
+        await worker.close()
+    finally:
+        await pool.aclose()
+    if completed != PROCESS_JOBS:
+        raise RuntimeError(f"arq completed {completed} of {PROCESS_JOBS} jobs")
+    return PROCESS_JOBS / elapsed
+
+
+async def peer_enqueue(url: str) -> list[Row]:
+    """The peers' one-by-one enqueue rates, for comparison with ours."""
+    rows: list[Row] = []
+    with contextlib.suppress(ImportError):
+        from saq import Queue as SaqQueue
+
+        await flush(url)
+        queue = SaqQueue.from_url(url, name="bench")
+        await queue.connect()
+        began = time.perf_counter()
+        for _ in range(SINGLE_JOBS):
+            await queue.enqueue("noop")
+        rows.append(row("saq", "enqueue one by one", SINGLE_JOBS / _since(began), "jobs/s"))
+        await queue.disconnect()
+    with contextlib.suppress(ImportError):
+        from arq import create_pool
+        from arq.connections import RedisSettings
+
+        await flush(url)
+        pool = await create_pool(RedisSettings.from_dsn(url))
+        began = time.perf_counter()
+        for _ in range(SINGLE_JOBS):
+            await pool.enqueue_job(arq_noop.__qualname__)
+        rows.append(row("arq", "enqueue one by one", SINGLE_JOBS / _since(began), "jobs/s"))
+        await pool.aclose()
+    return rows
+
+
+async def _concurrently(count: int, make: Callable[[], Awaitable[object]]) -> None:
+    for start in range(0, count, PEER_PREFILL_CONCURRENCY):
+        await asyncio.gather(*(make() for _ in range(min(PEER_PREFILL_CONCURRENCY, count - start))))
+
+
+def _installed(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+# -- running ---------------------------------------------------------------------------------
+async def processing(url: str) -> list[Row]:
+    """Every system drains PROCESS_JOBS jobs, taking turns for ROUNDS rounds; medians."""
+    contenders: list[tuple[str, str, Drain]] = [
+        ("gaia", f"processing, {CLAIMERS} claimers, claim + complete", our_drain(1)),
+        ("gaia", f"processing, {CLAIMERS} claimers, claim_many(10) + complete", our_drain(10)),
+    ]
+    if _installed("saq"):
+        contenders.append(("saq", f"processing, Worker concurrency {CLAIMERS}", saq_drain))
+    if _installed("arq"):
+        contenders.append(("arq", f"processing, Worker max_jobs {CLAIMERS}", arq_drain))
+    rates: dict[str, list[float]] = {metric: [] for _, metric, _ in contenders}
+    for _ in range(ROUNDS):
+        for _, metric, drain in contenders:
+            rates[metric].append(await drain(url))
+    rows = [
+        row(
+            backend,
+            metric,
+            statistics.median(rates[metric]),
+            "jobs/s",
+            "median of " + ", ".join(f"{rate:.0f}" for rate in rates[metric]),
+        )
+        for backend, metric, _ in contenders
+    ]
+    for peer in ("saq", "arq"):
+        if not _installed(peer):
+            rows.append(row(peer, "processing", 0.0, "jobs/s", f"skipped: {peer} not installed"))
+    return rows + ratios(rows)
+
+
+def ratios(rows: list[Row]) -> list[Row]:
+    ours = {
+        str(entry["metric"]): float(entry["value"]) for entry in rows if entry["backend"] == "gaia"
+    }
+    out: list[Row] = []
+    for entry in rows:
+        if entry["backend"] in ("saq", "arq") and float(entry["value"]) > 0:
+            for metric, value in ours.items():
+                how = metric.rsplit(", ", 1)[-1]
+                out.append(
+                    row(
+                        "gaia",
+                        f"processing ratio vs {entry['backend']} ({how})",
+                        value / float(entry["value"]),
+                        "x",
+                        "issue target >= 5x",
+                    )
+                )
+    return out
+
+
+@contextlib.asynccontextmanager
+async def redis_server() -> AsyncIterator[str]:
+    url = os.environ.get(URL_VARIABLE, "").strip()
+    if url:
+        yield url
+        return
+    from tests.servers.redis import RedisServer
+
+    server = RedisServer(appendfsync="everysec")
+    await asyncio.to_thread(server.start)
+    try:
+        yield server.url
+    finally:
+        await asyncio.to_thread(server.close)
+
+
+async def run() -> list[dict[str, str | float]]:
+    async with redis_server() as url:
+        rows = await our_enqueue_and_latency(database_url(url, 1))
+        rows += await peer_enqueue(database_url(url, 2))
+        rows += await processing(database_url(url, 3))
+        for entry in rows:
+            entry.setdefault("settings", "redis AOF appendfsync everysec, 1 client process")
+        return list(rows)
+
+
+def print_table(rows: list[Row]) -> None:
+    print(f"{'backend':8} {'metric':56} {'value':>12} unit    note")
+    for entry in rows:
+        print(
+            f"{entry['backend']!s:8} {entry['metric']!s:56} {float(entry['value']):>12,.2f} "
+            f"{entry['unit']!s:7} {entry.get('note', '')}"
+        )
+
+
+if __name__ == "__main__":
+    import logging
+
+    logging.getLogger("saq").setLevel(logging.ERROR)  # its shutdown notices are not results
+    print_table(asyncio.run(run()))
