@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +25,23 @@ from gaia.tasks.weather.data.loader import (
     ForecastLoader,
     LoaderConfig,
     Stage,
+    estimated_lead_bytes,
     stage_fields,
     stream_leads,
 )
 from gaia.tasks.weather.data.manifest import build_manifest, write_manifest
-from gaia.tasks.weather.data.stores import RunLayout, open_dataset
+from gaia.tasks.weather.data.stores import ArraySpec, PlaneStoreWriter, RunLayout, open_dataset
 from gaia.tasks.weather.fields import FieldInputs
 from gaia.tasks.weather.synth import generate_run
-from gaia.tasks.weather.variables import DAY1_VARIABLES, LEVELS
+from gaia.tasks.weather.synth.atmosphere import Atmosphere
+from gaia.tasks.weather.synth.modes import SphereBasis
+from gaia.tasks.weather.variables import (
+    ALL_VARIABLES,
+    DAY1_VARIABLES,
+    LEVELS,
+    PRESSURE_VARIABLES,
+    VARIABLES,
+)
 
 
 @pytest.fixture(scope="module")
@@ -253,3 +264,41 @@ def test_era5_needs_the_exact_valid_time(small: tuple[RunLayout, str]) -> None:
         with pytest.raises(DataCheckError, match="2026-10-03T00:00:00") as caught:
             loader.load(48)
     assert caught.value.kind is CheckKind.TIME
+
+
+def test_a_forecast_on_another_grid_is_regridded_and_its_pole_rows_salvaged(
+    small: tuple[RunLayout, str],
+) -> None:
+    """A miner on a cell-centred 6 deg grid (87..-87, 3..357): no pole rows, lon across the seam."""
+    layout, hotkey = small
+    info = layout.read_info()
+    lat = np.arange(87.0, -88.0, -6.0)
+    lon = np.arange(3.0, 360.0, 6.0)
+    atmosphere = Atmosphere(5, SphereBasis(lat, lon), LEVELS)
+    times = [info.init_time + timedelta(hours=h) for h in (12, 24)]
+    coords = {"time": np.array([t.replace(tzinfo=None) for t in times], dtype="datetime64[ns]"),
+              "level": np.asarray(LEVELS), "lat": lat, "lon": lon}
+    arrays = {name: ArraySpec((("time", "level") if name in PRESSURE_VARIABLES else ("time",))
+                              + ("lat", "lon"), VARIABLES[name].units)
+              for name in ALL_VARIABLES}
+    shutil.rmtree(layout.forecast(hotkey))
+    with PlaneStoreWriter(layout.forecast(hotkey), coords, arrays) as writer:
+        for step, valid in enumerate(times):
+            for name in ALL_VARIABLES:
+                stack = atmosphere.truth(name, valid)
+                writer.write(name, (step,), stack if name in PRESSURE_VARIABLES else stack[0])
+    _resign(layout, hotkey)
+    (lead,) = list(stream_leads(layout, hotkey, Stage.ERA5, leads=[24]))
+    t850 = _by_key(lead.fields)[("t", 850)]
+    assert lead.repairs[("t", 850)].salvaged_points == 2 * 60  # the two pole rows
+    assert np.isfinite(t850.forecast).all()
+    interior = slice(1, -1)
+    error = _rmse(t850.forecast[interior], t850.truth[interior], t850.lat[interior])
+    assert error < 0.2 * _rmse(t850.climatology, t850.truth, t850.lat)
+
+
+def test_memory_estimate_counts_the_arrays_of_a_lead() -> None:
+    quarter = (721, 1440)
+    assert estimated_lead_bytes(quarter, Stage.ERA5) == 69 * 3 * 721 * 1440 * 4  # ~0.86 GB
+    assert estimated_lead_bytes(quarter, Stage.DAY1) == 5 * 4 * 721 * 1440 * 4
+    assert estimated_lead_bytes(quarter, Stage.ERA5, whole_lead=False) == 3 * 721 * 1440 * 4

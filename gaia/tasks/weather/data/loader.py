@@ -135,6 +135,20 @@ def stage_leads(stage: Stage) -> tuple[int, ...]:
     return (DAY1_LEAD_HOURS,) if stage is Stage.DAY1 else ERA5_LEAD_HOURS
 
 
+def estimated_lead_bytes(
+    shape: tuple[int, int], stage: Stage, *, itemsize: int = 4, whole_lead: bool = True
+) -> int:
+    """Array bytes a lead holds on a truth grid of `shape` (for admission by memory estimate).
+
+    `whole_lead=True` is `load()` (every field's forecast, truth and climatology, plus the
+    reference at day-1); False is `iter_fields()` (one field at a time). Interpreter, library and
+    decoding overheads come on top (about 100 MB measured at 0.25 deg).
+    """
+    arrays = 4 if stage is Stage.DAY1 else 3
+    fields = len(stage_fields(stage)) if whole_lead else 1
+    return fields * arrays * shape[0] * shape[1] * itemsize
+
+
 def _plane(array: xr.DataArray, selection: dict[str, int]) -> np.ndarray:
     data = np.asarray(array.isel(selection).transpose("lat", "lon").values)
     return data if data.flags.writeable else data.copy()
@@ -365,6 +379,7 @@ __all__ = [
     "SkippedField",
     "Stage",
     "StoreError",
+    "estimated_lead_bytes",
     "lead_available_at",
     "stage_fields",
     "stage_leads",
