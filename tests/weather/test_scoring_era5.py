@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
+from gaia.tasks.weather.fields import FieldInputs
+from gaia.tasks.weather.scoring.aggregate import overall_score
 from gaia.tasks.weather.scoring.config import Era5Config
 from gaia.tasks.weather.scoring.era5 import (
     Era5Status,
@@ -14,8 +17,9 @@ from gaia.tasks.weather.scoring.era5 import (
     score_lead,
     upper_median,
 )
-from gaia.tasks.weather.scoring.levels import VariableScore, VariableStatus
-from gaia.tasks.weather.variables import ALL_VARIABLES
+from gaia.tasks.weather.scoring.kernels import FastScorer
+from gaia.tasks.weather.scoring.levels import VariableScore, VariableStatus, aggregate_variables
+from gaia.tasks.weather.variables import ALL_VARIABLES, LEVELS, PRESSURE_VARIABLES
 
 SCORED, FAILED = VariableStatus.SCORED, VariableStatus.FAILED
 
@@ -111,3 +115,39 @@ def test_caller_errors_are_refused() -> None:
         score_lead(24, [variable("2t"), variable("2t")])
     with pytest.raises(ValueError, match="is for \\+48h"):
         score_lead(24, [variable("2t", lead=48)])
+
+
+def lead_fields(seed: int, perfect: bool) -> list[FieldInputs]:
+    """All 9 variables (13 levels each for pressure variables) at +24 h on a 7.5 deg grid."""
+    rng = np.random.default_rng(seed)
+    lat = np.linspace(90, -90, 25)
+    phi, lam = np.deg2rad(lat)[:, None], np.deg2rad(np.arange(48) * 7.5)[None, :]
+    fields = []
+    for name in ALL_VARIABLES:
+        for level in LEVELS if name in PRESSURE_VARIABLES else (None,):
+            truth = 10.0 + np.cos(2 * phi) * np.sin(lam + rng.uniform(0, 6))
+            climatology = 10.0 + 0.5 * np.cos(2 * phi) * np.ones_like(lam)
+            error = 0.0 if perfect else 0.3 * rng.standard_normal(truth.shape)
+            fields.append(
+                FieldInputs(name, level, 24, truth + error, truth, climatology, None, lat)
+            )
+    return fields
+
+
+def test_perfect_forecast_scores_one_at_its_lead() -> None:
+    scorer = FastScorer()
+    variables = aggregate_variables([scorer.score(f) for f in lead_fields(0, perfect=True)])
+    result = score_era5({24: variables})
+    lead = result.leads[0]
+    assert (lead.skill_term, lead.acc_term, lead.error_term) == (1.0, 1.0, 1.0)
+    assert lead.value == pytest.approx(1.0) and result.average == pytest.approx(0.1)
+    assert overall_score(True, result).value == pytest.approx(0.95 * 0.1 + 0.05)
+
+
+def test_imperfect_forecast_scores_between_zero_and_one() -> None:
+    scorer = FastScorer()
+    variables = aggregate_variables([scorer.score(f) for f in lead_fields(1, perfect=False)])
+    assert all(v.scored for v in variables) and len(variables) == 9
+    lead = score_era5({24: variables}).leads[0]
+    assert 0.0 < lead.value < 1.0
+    assert lead.skill_term is not None and 0.0 < lead.skill_term < 1.0

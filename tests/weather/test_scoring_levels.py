@@ -8,7 +8,7 @@ import pytest
 
 from gaia.tasks.weather.fields import FieldMetrics
 from gaia.tasks.weather.scoring.config import LevelConfig
-from gaia.tasks.weather.scoring.levels import VariableStatus, aggregate_levels
+from gaia.tasks.weather.scoring.levels import VariableStatus, aggregate_levels, aggregate_variables
 from gaia.tasks.weather.scoring.weights import latitude_weights, level_weights
 from gaia.tasks.weather.variables import LEVELS
 
@@ -119,3 +119,12 @@ def test_caller_errors_are_refused() -> None:
         aggregate_levels([metrics(500), metrics(850, variable="u")])
     with pytest.raises(ValueError, match="surface field mixed"):
         aggregate_levels([metrics(None), metrics(850)])
+
+
+def test_aggregate_variables_groups_one_lead_by_variable() -> None:
+    fields = [metrics(None, mse=1.0, variable="2t"), *all_levels(acc={100: math.nan})]
+    scores = aggregate_variables(fields)
+    assert [(s.variable, s.status) for s in scores] == [
+        ("2t", VariableStatus.SCORED),
+        ("t", VariableStatus.FAILED),
+    ]

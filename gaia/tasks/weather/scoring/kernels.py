@@ -54,7 +54,7 @@ def _accumulate(
     buffer = np.empty((slots, block, cols))
     climatology = np.empty((block, cols))
     ones = np.ones(cols)
-    # without a reference, f is cast into the error slot and o - f formed in place
+    # without a reference, f is cast straight into the error slot and f - o formed in place
     forecast_slot = _F_SHIFTED if has_reference else _ERROR
     for start in range(0, rows, block):
         stop = min(rows, start + block)

@@ -96,3 +96,13 @@ def aggregate_levels(
         reason = f"RMSE is not finite ({rmse})"
     status = VariableStatus.FAILED if reason else VariableStatus.SCORED
     return VariableScore(variable, lead, rmse, acc, skill, status, reason, level_order)
+
+
+def aggregate_variables(
+    fields: Sequence[FieldMetrics], config: LevelConfig | None = None
+) -> list[VariableScore]:
+    """aggregate_levels for every variable of one lead, in order of first appearance."""
+    by_variable: dict[str, list[FieldMetrics]] = {}
+    for metrics in fields:
+        by_variable.setdefault(metrics.variable, []).append(metrics)
+    return [aggregate_levels(group, config) for group in by_variable.values()]
