@@ -165,6 +165,8 @@ class RedisQueue(Queue):
                 remaining = min(remaining, max(0.0, next_due - self._clock()))
             if remaining > 0:
                 await self._link.wait(wake_keys, remaining)
+            if self._link.closed:
+                return []  # closed while waiting: the claim ends empty
 
     async def _claim_now(
         self, worker_id: str, count: int, types: list[str], lease_seconds: float

@@ -1,0 +1,270 @@
+"""What the Redis backend does beyond the conformance suite, against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from clock import FakeClock
+
+from gaia.validator.core import (
+    InvalidTransition,
+    JobError,
+    JobStatus,
+    LeaseLost,
+    Progress,
+    QueueClosed,
+    new_job,
+)
+from gaia.validator.queues import open_queue
+from gaia.validator.queues.redis import RedisQueue
+
+Opener = Callable[..., Awaitable[RedisQueue]]
+
+
+@pytest.fixture
+async def open_redis(redis_url: str, clock: FakeClock) -> AsyncIterator[Opener]:
+    opened: list[RedisQueue] = []
+
+    async def opener(name: str = "q", **options: str) -> RedisQueue:
+        query = "&".join(f"{key}={value}" for key, value in {"queue": name, **options}.items())
+        queue = await open_queue(f"{redis_url}?{query}", clock=clock)
+        assert isinstance(queue, RedisQueue)
+        opened.append(queue)
+        return queue
+
+    yield opener
+    for queue in opened:
+        await queue.close()
+
+
+async def command(queue: RedisQueue, *words: str) -> object:
+    return await queue._link.command(*words)
+
+
+async def test_queue_names_namespace_every_key(open_redis: Opener, clock: FakeClock) -> None:
+    alpha, beta = await open_redis("alpha"), await open_redis("beta")
+    job = await alpha.enqueue(new_job("test.noop", {}, dedupe_key="k", now=clock()))
+    assert await beta.get(job.id) is None
+    assert await beta.claim("w") is None
+    other = await beta.enqueue(new_job("test.noop", {}, dedupe_key="k", now=clock()))
+    assert other.id != job.id, "dedupe keys are per queue"
+    keys = await command(alpha, "KEYS", "*")
+    assert isinstance(keys, list) and keys
+    for key in keys:
+        assert key.startswith((b"gaia:{alpha}:", b"gaia:{beta}:")), key
+
+
+async def test_claim_many_takes_jobs_in_claim_order(open_redis: Opener, clock: FakeClock) -> None:
+    queue = await open_redis()
+    low = [new_job("kind.a", {"n": n}, now=clock()) for n in range(3)]
+    high = new_job("kind.b", {}, priority=5, now=clock())
+    await queue.enqueue_many([*low, high])
+    first = await queue.claim_many("w", 2)
+    assert [lease.job_id for lease in first] == [high.id, low[0].id]
+    only_a = await queue.claim_many("w", 10, types=["kind.a"])
+    assert [lease.job_id for lease in only_a] == [low[1].id, low[2].id]
+    assert await queue.claim_many("w", 10) == []
+    stored = await queue.get(low[2].id)
+    assert stored is not None and stored.status is JobStatus.RUNNING and stored.attempts == 1
+
+
+async def test_unreadable_lifecycle_field_is_dead_lettered_by_the_claim_script(
+    open_redis: Opener, clock: FakeClock
+) -> None:
+    queue = await open_redis()
+    bad = await queue.enqueue(new_job("test.noop", {}, now=clock() - 1))
+    good = await queue.enqueue(new_job("test.noop", {}, now=clock()))
+    await command(queue, "HSET", queue.keys.job(bad.id), "attempts", "many")
+    lease = await queue.claim("w")
+    assert lease is not None and lease.job_id == good.id
+    dead = await queue.get(bad.id)
+    assert dead is not None and dead.status is JobStatus.DEAD
+    assert dead.error is not None and "invalid" in dead.error.message
+    assert dead.error.kind == "corrupt_record"
+    kept = await command(queue, "HGET", queue.keys.job(bad.id), "corrupt_spec")
+    assert isinstance(kept, bytes) and bad.id.encode() in kept, "the original bytes are kept"
+
+
+async def test_record_that_fails_the_codec_is_dead_lettered_by_the_client(
+    open_redis: Opener, clock: FakeClock
+) -> None:
+    queue = await open_redis()
+    bad = await queue.enqueue(new_job("test.noop", {}, now=clock() - 1))
+    await command(queue, "HSET", queue.keys.job(bad.id), "spec", json.dumps({"id": bad.id}))
+    assert await queue.claim("w") is None
+    dead = await queue.get(bad.id)
+    assert dead is not None and dead.status is JobStatus.DEAD
+    assert dead.error is not None and "invalid" in dead.error.message.lower()
+    assert (await queue.stats()).counts["test.noop"] == {JobStatus.DEAD: 1}
+
+
+async def test_finished_records_expire_and_requeued_ones_do_not(
+    open_redis: Opener, clock: FakeClock
+) -> None:
+    queue = await open_redis(result_ttl="600", dead_ttl="1200")
+    done = await queue.enqueue(new_job("test.noop", {}, now=clock()))
+    await queue.complete(await queue.claim("w"))  # type: ignore[arg-type]
+    ttl = await command(queue, "TTL", queue.keys.job(done.id))
+    assert isinstance(ttl, int) and ttl > 600, "Redis expires it only after the reaper's purge"
+    failed = await queue.enqueue(new_job("test.noop", {}, now=clock()))
+    await queue.fail(await queue.claim("w"), JobError("no"))  # type: ignore[arg-type]
+    assert await command(queue, "TTL", queue.keys.job(failed.id)) > 1200  # type: ignore[operator]
+    await queue.requeue(failed.id)
+    assert await command(queue, "TTL", queue.keys.job(failed.id)) == -1
+    clock.advance(601)
+    await queue.reap()
+    assert await queue.get(done.id) is None
+    assert await queue.list_jobs(status=JobStatus.SUCCEEDED) == []
+    assert JobStatus.SUCCEEDED not in (await queue.stats()).counts["test.noop"]
+    assert (await queue.get(failed.id)) is not None, "requeued: no longer due for purging"
+
+
+async def test_stale_holder_cannot_retry_release_or_heartbeat(
+    open_redis: Opener, clock: FakeClock
+) -> None:
+    queue = await open_redis()
+    job = await queue.enqueue(new_job("test.noop", {}, now=clock()))
+    stale = await queue.claim("w-old", lease_seconds=5)
+    assert stale is not None
+    clock.advance(6)
+    assert await queue.reap() == 1
+    fresh = await queue.claim("w-new", lease_seconds=5)
+    assert fresh is not None
+    for step in (
+        queue.retry(stale, at=clock()),
+        queue.release(stale),
+        queue.heartbeat(stale),
+    ):
+        with pytest.raises(LeaseLost, match="stale"):
+            await step
+    stored = await queue.get(job.id)
+    assert stored is not None and stored.worker_id == "w-new" and stored.attempts == 2
+
+
+async def test_heartbeat_progress_and_lease_are_stored(
+    open_redis: Opener, clock: FakeClock
+) -> None:
+    queue = await open_redis()
+    await queue.enqueue(new_job("test.noop", {}, now=clock()))
+    lease = await queue.claim("w", lease_seconds=5)
+    assert lease is not None
+    clock.advance(3)
+    renewed = await queue.heartbeat(lease, lease_seconds=5, progress=Progress(2, None, "half"))
+    assert renewed.expires_at == clock() + 5
+    stored = await queue.get(lease.job_id)
+    assert stored is not None and stored.progress == Progress(2, None, "half")
+    assert stored.lease_expires_at == renewed.expires_at
+    done = await queue.complete(renewed, {"ok": True})
+    assert done.progress == Progress(2, None, "half") and done.result == {"ok": True}
+
+
+async def test_steps_resent_after_a_lost_reply_are_not_applied_twice(
+    open_redis: Opener, clock: FakeClock
+) -> None:
+    queue = await open_redis()
+    job = new_job("test.noop", {}, now=clock())
+
+    async def run(name: str, *arguments: str, resent: bool) -> object:
+        prefix = [queue.keys.prefix, repr(clock()), "1" if resent else "0", "", "", "", ""]
+        return await queue._link.script(name, lambda _: [*prefix, *arguments])
+
+    await queue.enqueue(job)
+    with pytest.raises(ValueError, match="already exists"):
+        await queue.enqueue(job)
+    from gaia.validator.queues.redis.records import enqueue_fields
+
+    again = await run("enqueue", "1", *enqueue_fields(job), resent=True)
+    assert isinstance(again, list) and again[0] != 0, "the stored job is returned"
+    assert (await queue.stats()).total(JobStatus.QUEUED) == 1
+    lease = await queue.claim("w")
+    assert lease is not None
+    await queue.complete(lease, "once")
+    with pytest.raises(LeaseLost):
+        await queue.complete(lease, "twice")
+    await run("complete", lease.job_id, str(lease.token), '"twice"', resent=True)
+    stored = await queue.get(job.id)
+    assert stored is not None and stored.result == "once"
+
+
+async def test_batch_with_a_repeated_or_existing_id_stores_nothing(
+    open_redis: Opener, clock: FakeClock
+) -> None:
+    queue = await open_redis()
+    existing = await queue.enqueue(new_job("test.noop", {}, now=clock()))
+    fresh = new_job("test.noop", {}, now=clock())
+    with pytest.raises(ValueError, match="already exists"):
+        await queue.enqueue_many([fresh, existing])
+    with pytest.raises(ValueError, match="twice"):
+        await queue.enqueue_many([fresh, fresh])
+    assert await queue.get(fresh.id) is None
+
+
+async def test_requeue_refused_while_another_job_holds_the_dedupe_key(
+    open_redis: Opener, clock: FakeClock
+) -> None:
+    queue = await open_redis()
+    first = await queue.enqueue(new_job("test.noop", {}, dedupe_key="k", now=clock()))
+    await queue.fail(await queue.claim("w"), JobError("x"))  # type: ignore[arg-type]
+    second = await queue.enqueue(new_job("test.noop", {}, dedupe_key="k", now=clock()))
+    assert second.id != first.id
+    with pytest.raises(InvalidTransition, match=f"held by active job {second.id}"):
+        await queue.requeue(first.id)
+
+
+async def test_oldest_due_age_counts_due_jobs_not_yet_promoted(
+    open_redis: Opener, clock: FakeClock
+) -> None:
+    queue = await open_redis()
+    await queue.enqueue(new_job("test.noop", {}, delay=10, now=clock()))
+    assert (await queue.stats()).oldest_due_age is None
+    clock.advance(25)
+    assert (await queue.stats()).oldest_due_age == pytest.approx(15.0, abs=0.01)
+
+
+async def test_list_jobs_merges_types_in_enqueue_order(
+    open_redis: Opener, clock: FakeClock
+) -> None:
+    queue = await open_redis()
+    made = [new_job(f"kind.{'ab'[n % 2]}", {"n": n}, now=clock()) for n in range(6)]
+    for job in made:
+        await queue.enqueue(job)
+    assert [job.id for job in await queue.list_jobs(limit=4)] == [job.id for job in made[:4]]
+    only_b = await queue.list_jobs(type="kind.b", status=JobStatus.QUEUED)
+    assert [job.id for job in only_b] == [job.id for job in made[1::2]]
+
+
+async def test_idle_waiting_claimer_does_not_poll(open_redis: Opener) -> None:
+    queue = await open_redis()
+    await command(queue, "CONFIG", "RESETSTAT")
+    assert await queue.claim("w", wait=1.0) is None
+    stats = await command(queue, "INFO", "commandstats")
+    assert isinstance(stats, dict)
+    scripts = stats.get("cmdstat_evalsha", {}).get("calls", 0)
+    waits = stats.get("cmdstat_blpop", {}).get("calls", 0)
+    assert scripts <= 3 and 1 <= waits <= 2, stats
+
+
+async def test_claimer_wakes_on_an_enqueue_by_another_client(
+    open_redis: Opener, clock: FakeClock
+) -> None:
+    waiter, producer = await open_redis(), await open_redis()
+    claiming = asyncio.create_task(waiter.claim("w", types=["kind.a", "kind.b"], wait=60.0))
+    await asyncio.sleep(0.2)
+    job = await producer.enqueue(new_job("kind.b", {}, now=clock()))
+    lease = await claiming
+    assert lease is not None and lease.job_id == job.id
+
+
+async def test_close_ends_a_waiting_claim_and_refuses_further_calls(open_redis: Opener) -> None:
+    queue = await open_redis()
+    claiming = asyncio.create_task(queue.claim("w", wait=60.0))
+    await asyncio.sleep(0.2)
+    await queue.close()
+    assert await claiming is None
+    with pytest.raises(QueueClosed):
+        await queue.stats()
+    with pytest.raises(QueueClosed):
+        await queue.claim("w")
