@@ -52,17 +52,14 @@ def _accumulate(
     cross = np.zeros((2, rows))
     block = min(block_rows, rows)
     buffer = np.empty((slots, block, cols))
-    climatology = np.empty((block, cols))
     ones = np.ones(cols)
-    # without a reference, f is cast straight into the error slot and f - o formed in place
+    # f is cast into the slot that first needs it; c borrows the |f - o| slot until |f - o| is due
     forecast_slot = _F_SHIFTED if has_reference else _ERROR
     for start in range(0, rows, block):
         stop = min(rows, start + block)
         x = buffer[:, : stop - start]
-        clim = climatology[: stop - start]
         np.copyto(x[forecast_slot], inputs.forecast[start:stop])
         np.copyto(x[_O_ANOMALY], inputs.truth[start:stop])  # o, becomes o - c below
-        np.copyto(clim, inputs.climatology[start:stop])
         np.subtract(x[forecast_slot], x[_O_ANOMALY], out=x[_ERROR])
         if inputs.reference is not None:
             np.copyto(x[_REF_SHIFTED], inputs.reference[start:stop])
@@ -70,7 +67,8 @@ def _accumulate(
             np.subtract(x[_REF_SHIFTED], x[_O_ANOMALY], out=x[_REF_ERROR])
             np.subtract(x[_F_SHIFTED], shift, out=x[_F_SHIFTED])
             np.subtract(x[_REF_SHIFTED], shift, out=x[_REF_SHIFTED])
-        np.subtract(x[_O_ANOMALY], clim, out=x[_O_ANOMALY])
+        np.copyto(x[_ABS_ERROR], inputs.climatology[start:stop])
+        np.subtract(x[_O_ANOMALY], x[_ABS_ERROR], out=x[_O_ANOMALY])
         np.abs(x[_ERROR], out=x[_ABS_ERROR])
         np.matmul(x[:summed], ones, out=sums[:summed, start:stop])
         np.vecdot(x[1:], x[1:], out=squares[1:, start:stop])
