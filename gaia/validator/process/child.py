@@ -13,6 +13,8 @@ imports numpy only when an array is present), no psutil.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib
 import os
 import pickle
@@ -63,6 +65,19 @@ def child_main(sock: socket.socket, config: ChildConfig) -> None:
             _serve(end, _Runner(end, config))
     except (BrokenPipeError, ConnectionResetError):
         pass  # the parent closed our socket (pool stopping) or died: nothing left to do
+    _exit_quickly()
+
+
+def _exit_quickly() -> None:
+    """Exit without tearing the interpreter down (module clean-up takes longer than the work
+    of a short task, and recycling waits for it); atexit handlers and stdio flushing still run."""
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(0)
 
 
 def _warm_up(end: channel.ChildEnd, config: ChildConfig) -> bool:

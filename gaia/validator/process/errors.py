@@ -157,11 +157,11 @@ class RemoteError(ProcessPoolError):
     Raised directly when the original exception cannot be rebuilt in the parent (its class is not
     importable, it does not pickle, or it is not an ``Exception``, e.g. ``SystemExit``); otherwise
     attached as ``__cause__`` of the rebuilt original so its traceback shows the child's frames.
-    Not retryable by itself: whether the function's own error deserves a retry is the caller's
-    decision.
+    Retryable, like any exception a handler raises: the worker pool counts it as a failed
+    attempt (the function can raise a non-retryable error type to say otherwise).
     """
 
-    retryable = False
+    retryable = True
 
     def __init__(self, type_name: str, message: str, remote_traceback: str) -> None:
         self.type_name = type_name

@@ -146,7 +146,8 @@ def write_array(fd: int, array: np.ndarray, descriptor: SharedArray) -> None:
 
     contiguous = np.asfortranarray if descriptor.order == "F" else np.ascontiguousarray
     source = contiguous(array)
-    data = source.data.cast("B") if source.nbytes else memoryview(b"")
+    # ravel(order="K") of a contiguous array is a view in memory order: its bytes, no copy.
+    data = source.ravel(order="K").view(np.uint8).data if source.nbytes else memoryview(b"")
     offset = 0
     while offset < len(data):
         offset += os.pwrite(fd, data[offset : offset + _WRITE_CHUNK], offset)
