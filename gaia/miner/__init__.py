@@ -1,0 +1,1 @@
+"""Miner-side services (the plan migrates them after the validator side; nothing here yet)."""
