@@ -111,33 +111,44 @@ async def pool_rate(synchronous: str) -> float:
         return PROCESS_JOBS / elapsed
 
 
-def _process_worker(url: str, worker: str, results: multiprocessing.Queue[int]) -> None:
+def _process_worker(
+    url: str, worker: str, ready: multiprocessing.Queue[int], results: multiprocessing.Queue[int]
+) -> None:
     async def main() -> int:
         queue = await open_queue(url)
         try:
+            assert await queue.claim(worker, wait=0.01) is None  # connected and listening
+            ready.put(0)
+            first = await queue.claim(worker, wait=60.0)  # parked until the jobs arrive
+            assert first is not None
+            await queue.complete(first)
             counts = await asyncio.gather(
                 *(_claim_complete_loop(queue, f"{worker}-{n}") for n in range(CLAIMERS))  # type: ignore[arg-type]
             )
         finally:
             await queue.close()
-        return sum(counts)
+        return 1 + sum(counts)
 
     results.put(asyncio.run(main()))
 
 
 async def multi_process_rate(synchronous: str) -> float:
-    """3 processes x 10 claimers on one file; checks every job was claimed exactly once."""
+    """3 processes x 10 claimers on one file, all parked on the empty queue when the jobs
+    arrive in one batch; checks every job was claimed exactly once."""
     async with fresh_queue(synchronous) as queue:
-        await queue.enqueue_many([_job(i) for i in range(PROCESS_JOBS)])
         context = multiprocessing.get_context("spawn")
+        ready: multiprocessing.Queue[int] = context.Queue()
         results: multiprocessing.Queue[int] = context.Queue()
         workers = [
-            context.Process(target=_process_worker, args=(queue.url, f"p{n}", results))
+            context.Process(target=_process_worker, args=(queue.url, f"p{n}", ready, results))
             for n in range(PROCESSES)
         ]
         for worker in workers:
             worker.start()
-        started = time.perf_counter()  # includes the children's start-up: a lower bound
+        await asyncio.to_thread(lambda: [ready.get() for _ in workers])
+        await asyncio.sleep(0.2)  # let every child park in its wait
+        started = time.perf_counter()
+        await queue.enqueue_many([_job(i) for i in range(PROCESS_JOBS)])
         total = sum(await asyncio.to_thread(lambda: [results.get() for _ in workers]))
         elapsed = time.perf_counter() - started
         for worker in workers:

@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Generic, TypeVar
 
@@ -94,7 +94,9 @@ class _Work(Generic[T]):
     kind: Kind
     ring: bool
     retry_for: float
-    future: concurrent.futures.Future[T] = field(default_factory=concurrent.futures.Future)
+    future: asyncio.Future[T]
+    abandoned: Callable[[T], object] | None
+    """Called (on the loop) with the result if the caller stopped waiting before it came."""
 
 
 _Outcome = tuple[bool, object]  # (succeeded, result or exception)
@@ -103,8 +105,11 @@ _Outcome = tuple[bool, object]  # (succeeded, result or exception)
 class Database:
     """Runs functions of a connection on the queue's single database thread.
 
-    ``ring`` is called on that thread after every commit that included a change submitted
-    with ``ring=True`` (the cross-process wake-up)."""
+    Results go back to the event loop in one callback per batch (not one per operation), so
+    the callers resumed by a batch all submit their next operations before the database thread
+    looks again: that is what fills the next group. ``ring`` is called on the database thread
+    after every commit that included a change submitted with ``ring=True`` (the cross-process
+    wake-up)."""
 
     def __init__(self, options: SqliteOptions, ring: Callable[[], object]) -> None:
         self.options = options
@@ -118,7 +123,7 @@ class Database:
 
     async def open(self) -> None:
         """Connect and migrate now, failing fast on configuration errors (no retry loop)."""
-        await asyncio.wrap_future(self.submit(lambda _: None, Kind.READ, retry_for=0.0))
+        await self.submit(lambda _: None, Kind.READ, retry_for=0.0)
 
     def submit(
         self,
@@ -127,19 +132,20 @@ class Database:
         *,
         ring: bool = False,
         retry_for: float | None = None,
-    ) -> concurrent.futures.Future[T]:
-        """Queue ``fn(connection)`` on the database thread; the future holds its result."""
+        abandoned: Callable[[T], object] | None = None,
+    ) -> asyncio.Future[T]:
+        """Queue ``fn(connection)`` on the database thread (call from the event loop)."""
         if self._closed:
             raise QueueClosed(f"sqlite queue {self.options.path} is closed")
         budget = self.options.retry_for if retry_for is None else retry_for
-        work = _Work(fn, kind, ring, budget)
-        self._inbox.put(work)  # type: ignore[arg-type]
-        return work.future
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._inbox.put(_Work(fn, kind, ring, budget, future, abandoned))  # type: ignore[arg-type]
+        return future
 
     async def run(
         self, fn: Callable[[sqlite3.Connection], T], kind: Kind, *, ring: bool = False
     ) -> T:
-        return await asyncio.wrap_future(self.submit(fn, kind, ring=ring))
+        return await self.submit(fn, kind, ring=ring)
 
     async def close(self) -> None:
         """Finish the work already submitted, then close the connection and the thread."""
@@ -154,11 +160,10 @@ class Database:
         try:
             stopping = False
             while not stopping:
-                batch: list[_Work[object]] = []
                 first = self._inbox.get()
                 if first is None:
                     break
-                batch.append(first)
+                batch = [first]
                 while len(batch) < MAX_GROUP:
                     try:
                         more = self._inbox.get_nowait()
@@ -168,54 +173,57 @@ class Database:
                         stopping = True
                         break
                     batch.append(more)
-                self._run_batch(
-                    [work for work in batch if work.future.set_running_or_notify_cancel()]
-                )
+                # A caller that already gave up (cancelled) needs nothing done.
+                self._run_batch([work for work in batch if not work.future.cancelled()])
         finally:
             self._disconnect()
             self._stopped.set_result(None)
 
     def _run_batch(self, batch: list[_Work[object]]) -> None:
+        delivered: list[tuple[_Work[object], bool, object]] = []
         changes: list[_Work[object]] = []
         for work in batch:
             if work.kind is Kind.CHANGE:
                 changes.append(work)
                 continue
             if changes:
-                self._run_changes(changes)
+                delivered.extend(self._run_changes(changes))
                 changes = []
-            self._run_alone(work)
+            delivered.append(self._run_alone(work))
         if changes:
-            self._run_changes(changes)
+            delivered.extend(self._run_changes(changes))
+        self._deliver(delivered)
+        if any(work.ring and succeeded for work, succeeded, _ in delivered):
+            try:
+                self._ring()
+            except Exception as exc:  # a wake-up is an optimisation: never fail a commit over it
+                log.warning("sqlite queue %s: wake-up ring failed: %s", self.options.path, exc)
 
-    def _run_alone(self, work: _Work[object]) -> None:
+    def _run_alone(self, work: _Work[object]) -> tuple[_Work[object], bool, object]:
         try:
-            result = self._with_retry(work.retry_for, work.fn)
-        except BaseException as exc:
-            work.future.set_exception(exc)
-        else:
-            work.future.set_result(result)
-            if work.ring:
-                self._safe_ring()
+            return work, True, self._with_retry(work.retry_for, work.fn)
+        except Exception as exc:
+            return work, False, exc
 
-    def _run_changes(self, changes: list[_Work[object]]) -> None:
+    def _run_changes(
+        self, changes: list[_Work[object]]
+    ) -> list[tuple[_Work[object], bool, object]]:
         budget = min(work.retry_for for work in changes)
         try:
             outcomes = self._with_retry(budget, lambda db: self._group(db, changes))
-        except BaseException as exc:
-            for work in changes:
-                work.future.set_exception(exc)
-            return
-        rung = False
-        for work, (succeeded, value) in zip(changes, outcomes, strict=True):
-            if succeeded:
-                work.future.set_result(value)
-                rung = rung or work.ring
-            else:
-                assert isinstance(value, BaseException)
-                work.future.set_exception(value)
-        if rung:
-            self._safe_ring()
+        except Exception as exc:
+            return [(work, False, exc) for work in changes]
+        return [(work, ok, value) for work, (ok, value) in zip(changes, outcomes, strict=True)]
+
+    @staticmethod
+    def _deliver(delivered: list[tuple[_Work[object], bool, object]]) -> None:
+        """Hand results to their event loops: one thread-safe callback per loop and batch."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Work[object], bool, object]]] = {}
+        for item in delivered:
+            by_loop.setdefault(item[0].future.get_loop(), []).append(item)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting
+                loop.call_soon_threadsafe(_resolve, items)
 
     @staticmethod
     def _group(connection: sqlite3.Connection, changes: list[_Work[object]]) -> list[_Outcome]:
@@ -269,12 +277,6 @@ class Database:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
 
-    def _safe_ring(self) -> None:
-        try:
-            self._ring()
-        except Exception as exc:  # a wake-up is an optimisation: never fail a commit over it
-            log.warning("sqlite queue %s: wake-up ring failed: %s", self.options.path, exc)
-
     def _disconnect(self) -> None:
         if self._connection is not None:
             try:
@@ -282,3 +284,19 @@ class Database:
             except sqlite3.Error as exc:
                 log.warning("sqlite queue %s: error closing: %s", self.options.path, exc)
             self._connection = None
+
+
+def _resolve(items: list[tuple[_Work[object], bool, object]]) -> None:
+    """On the event loop: settle each caller's future (or hand back what it abandoned)."""
+    for work, succeeded, value in items:
+        if work.future.done():  # the caller was cancelled while the work ran
+            if succeeded and work.abandoned is not None:
+                try:
+                    work.abandoned(value)
+                except Exception:
+                    log.exception("sqlite queue: handling an abandoned result failed")
+        elif succeeded:
+            work.future.set_result(value)
+        else:
+            assert isinstance(value, BaseException)
+            work.future.set_exception(value)

@@ -17,7 +17,6 @@ survives a process crash and power loss; ``synchronous=normal`` survives a proce
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import sqlite3
 import time
@@ -116,19 +115,15 @@ class SqliteQueue(Queue):
     ) -> _ClaimResult:
         now = self._clock()
         future = self._db.submit(
-            lambda db: store.claim(db, worker_id, types, lease_seconds, now), Kind.CHANGE
+            lambda db: store.claim(db, worker_id, types, lease_seconds, now),
+            Kind.CHANGE,
+            abandoned=self._release_abandoned,
         )
-        try:
-            return await asyncio.shield(asyncio.wrap_future(future))
-        except asyncio.CancelledError:
-            # The caller gave up; a claim already made on the thread must not be stranded.
-            future.add_done_callback(self._release_abandoned)
-            raise
+        return await future
 
-    def _release_abandoned(self, future: concurrent.futures.Future[_ClaimResult]) -> None:
-        if future.cancelled() or future.exception() is not None:
-            return
-        job = future.result()[0]
+    def _release_abandoned(self, claimed: _ClaimResult) -> None:
+        """The claimer was cancelled while its claim ran: give the job straight back."""
+        job = claimed[0]
         if job is None:
             return
         lease = lifecycle.lease_for(job)

@@ -94,8 +94,14 @@ def claim_order(row: Row) -> tuple[int, float, int]:
     return (-priority, not_before, row_seq(row))
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def dump(value: JSONValue) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    """Compact JSON; NaN and infinities are refused (they are not JSON)."""
+    if not value and isinstance(value, dict):
+        return "{}"
+    return _ENCODER.encode(value)
 
 
 def _dump_optional(value: JSONValue) -> str | None:
