@@ -14,7 +14,7 @@ def print_shadow_report(report: ShadowReport, title: str = "Shadow comparison") 
         return
     print_table(title, ("measure", "value"), _summary_rows(report))
     if report.with_mismatches == 0:
-        print(f"0 mismatches in {report.compared} comparisons")
+        print(f"0 mismatches in {_comparisons(report.compared)}")
         return
     shown = report.paths[:TOP_PATHS]
     rows = [
@@ -30,10 +30,15 @@ def print_shadow_report(report: ShadowReport, title: str = "Shadow comparison") 
     ]
     columns = ("path", "mismatches", "max abs diff", "max rel diff", "legacy (e.g.)", "new (e.g.)")
     print_table(f"Mismatches by path (top {len(shown)} of {len(report.paths)})", columns, rows)
+    noun = "mismatch" if report.mismatch_total == 1 else "mismatches"
     print(
-        f"{report.mismatch_total} mismatches in {report.with_mismatches} of "
-        f"{report.compared} comparisons"
+        f"{report.mismatch_total} {noun} in {report.with_mismatches} of "
+        f"{_comparisons(report.compared)}"
     )
+
+
+def _comparisons(count: int) -> str:
+    return f"{count} comparison" if count == 1 else f"{count} comparisons"
 
 
 def _summary_rows(report: ShadowReport) -> list[tuple[str, object]]:

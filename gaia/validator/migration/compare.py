@@ -22,9 +22,10 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import cast
 
 ROOT_PATH = "<root>"
 MISSING = "<missing>"
@@ -143,41 +144,46 @@ def _walk(
             "(a cycle, or a structure this comparator does not handle)"
         )
     legacy, new = _normalise(legacy), _normalise(new)
-    kind, other_kind = _kind(legacy), _kind(new)
-    shown = path or ROOT_PATH
-    if kind is not other_kind:
-        yield Mismatch(shown, describe(legacy), describe(new))
+    kind = _kind(legacy)
+    if kind is not _kind(new):
+        yield Mismatch(path or ROOT_PATH, describe(legacy), describe(new))
         return
-    if kind is _Kind.NUMBER:
-        mismatch = _compare_numbers(legacy, new, shown, tolerance)
-        if mismatch is not None:
-            yield mismatch
-    elif kind is _Kind.SEQUENCE:
-        assert isinstance(legacy, list | tuple) and isinstance(new, list | tuple)
-        if len(legacy) != len(new):
-            yield Mismatch(shown, describe(legacy), describe(new))
-        for index, (a, b) in enumerate(zip(legacy, new, strict=False)):
-            yield from _walk(a, b, f"{path}[{index}]", tolerance, depth + 1)
-    elif kind is _Kind.MAPPING:
-        assert isinstance(legacy, Mapping) and isinstance(new, Mapping)
-        yield from _walk_mapping(legacy, new, path, tolerance, depth)
-    elif kind is _Kind.RECORD:
-        yield from _walk_record(legacy, new, path, tolerance, depth)
-    elif not _same_leaf(legacy, new):
-        yield Mismatch(shown, describe(legacy), describe(new))
+    yield from _WALKERS.get(kind, _walk_leaf)(legacy, new, path, tolerance, depth)
+
+
+def _walk_leaf(
+    legacy: object, new: object, path: str, tolerance: Tolerance, depth: int
+) -> Iterator[Mismatch]:
+    if not _same_leaf(legacy, new):
+        yield Mismatch(path or ROOT_PATH, describe(legacy), describe(new))
+
+
+def _walk_number(
+    legacy: object, new: object, path: str, tolerance: Tolerance, depth: int
+) -> Iterator[Mismatch]:
+    mismatch = _compare_numbers(legacy, new, path or ROOT_PATH, tolerance)
+    if mismatch is not None:
+        yield mismatch
+
+
+def _walk_sequence(
+    legacy: object, new: object, path: str, tolerance: Tolerance, depth: int
+) -> Iterator[Mismatch]:
+    first, second = cast(Sequence[object], legacy), cast(Sequence[object], new)
+    if len(first) != len(second):
+        yield Mismatch(path or ROOT_PATH, describe(first), describe(second))
+    for index, (a, b) in enumerate(zip(first, second, strict=False)):
+        yield from _walk(a, b, f"{path}[{index}]", tolerance, depth + 1)
 
 
 def _walk_mapping(
-    legacy: Mapping[object, object],
-    new: Mapping[object, object],
-    path: str,
-    tolerance: Tolerance,
-    depth: int,
+    legacy: object, new: object, path: str, tolerance: Tolerance, depth: int
 ) -> Iterator[Mismatch]:
-    keys = list(legacy) + [key for key in new if key not in legacy]
+    first, second = cast(Mapping[object, object], legacy), cast(Mapping[object, object], new)
+    keys = list(first) + [key for key in second if key not in first]
     for key in keys:
-        a = legacy.get(key, _Absent.MISSING)
-        b = new.get(key, _Absent.MISSING)
+        a = first.get(key, _Absent.MISSING)
+        b = second.get(key, _Absent.MISSING)
         child = _join(path, key_segment(key))
         if a is _Absent.MISSING or b is _Absent.MISSING:
             yield Mismatch(child, describe(a), describe(b))
@@ -199,6 +205,15 @@ def _walk_record(
             tolerance,
             depth + 1,
         )
+
+
+_Walker = Callable[[object, object, str, Tolerance, int], Iterator[Mismatch]]
+_WALKERS: dict[_Kind, _Walker] = {
+    _Kind.NUMBER: _walk_number,
+    _Kind.SEQUENCE: _walk_sequence,
+    _Kind.MAPPING: _walk_mapping,
+    _Kind.RECORD: _walk_record,
+}
 
 
 def _join(path: str, segment: str) -> str:
