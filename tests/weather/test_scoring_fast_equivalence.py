@@ -45,6 +45,8 @@ def fields(draw: st.DrawFn) -> FieldInputs:
     bias = draw(st.sampled_from([0.0, 0.5, 30.0, 1e3]))
     truth = offset + spread * rng.standard_normal(shape)
     forecast = truth + bias + error * rng.standard_normal(shape)
+    if draw(st.booleans()):  # a large error on the least-weighted row (weighted != unweighted)
+        forecast[np.argmax(np.abs(lat))] += draw(st.sampled_from([1.0, 1e3]))
     climatology = draw(
         st.sampled_from(["noisy truth", "forecast", "truth", "constant", "independent"])
     )

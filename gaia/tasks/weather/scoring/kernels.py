@@ -155,7 +155,9 @@ class FastScorer:
         bias = mean_u[_ERROR]
         mse_raw = square_w[_ERROR]
         mean_error = mean_w[_ERROR]
-        mse = _guarded(mse_raw, mse_raw - bias * (2.0 * mean_error - bias), limit)
+        correction = bias * (2.0 * mean_error - bias)  # b is unweighted: not bounded by mse_raw
+        magnitude = mse_raw + abs(bias) * (2.0 * abs(mean_error) + abs(bias))
+        mse = _guarded(magnitude, mse_raw - correction, limit)
 
         def forecast_anomaly(
             mean: list[float], square: list[float], cross: list[float]

@@ -1,12 +1,18 @@
-"""Latitude weights (cos of latitude) for the metrics and half-thickness weights for the levels."""
+"""Latitude weights (cos of latitude) for the metrics and half-thickness weights for the levels.
+
+numpy is imported only when latitude weights are computed, so the level aggregation and the
+run aggregation (which need only level weights) stay free of heavy imports.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from gaia.tasks.weather.scoring.config import LevelConfig
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def latitude_weights(lat: np.ndarray) -> np.ndarray:
@@ -14,6 +20,8 @@ def latitude_weights(lat: np.ndarray) -> np.ndarray:
 
     Raises ValueError for a latitude that is not finite or lies outside [-90, 90].
     """
+    import numpy as np
+
     lat = np.asarray(lat, dtype=np.float64)
     if lat.ndim != 1:
         raise ValueError(f"latitudes must be 1-D, got shape {lat.shape}")
