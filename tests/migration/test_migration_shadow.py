@@ -208,3 +208,28 @@ async def test_shadow_records_feed_the_report(log: ShadowLog) -> None:
 def test_the_runner_needs_a_flag(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="needs a RolloutFlag"):
         ShadowRunner("new=1", ShadowLog(tmp_path / "x.db"))  # type: ignore[arg-type]
+
+
+async def test_route_by_routes_every_record_of_one_unit_the_same_way(tmp_path: Path) -> None:
+    from gaia.validator.migration import RolloutFlag, Route, ShadowLog, ShadowMode, ShadowRunner
+
+    flag = RolloutFlag("unit", 0.5, shadow=ShadowMode.SHADOW)
+    unit = next(f"run-{i}" for i in range(100) if flag.route(f"run-{i}", "miner") is Route.NEW)
+    log = ShadowLog(tmp_path / "shadow.db")
+    runner = ShadowRunner(flag, log)
+    taken = []
+
+    async def legacy() -> int:
+        taken.append("legacy")
+        return 1
+
+    async def new() -> int:
+        taken.append("new")
+        return 1
+
+    for part in range(20):
+        await runner.run((unit, "miner", f"part-{part}"), legacy, new, route_by=(unit, "miner"))
+    records = await log.records()
+    await log.close()
+    assert {record.primary for record in records} == {Route.NEW}
+    assert taken[::2] == ["new"] * 20

@@ -76,10 +76,16 @@ class ShadowRunner:
         key: str | Sequence[str],
         legacy: Callable[[], Awaitable[_Output]],
         new: Callable[[], Awaitable[_Output]],
+        *,
+        route_by: Sequence[str] | None = None,
     ) -> _Output:
-        """Return the routed path's output for ``key`` (one string or several key parts)."""
+        """Return the routed path's output for ``key`` (one string or several key parts).
+
+        ``route_by`` (default: the key) are the parts the flag hashes, so that one unit of work
+        (e.g. a run and a miner) takes one path while its records stay finely keyed.
+        """
         parts = (key,) if isinstance(key, str) else tuple(key)
-        primary = self._flag.route(*parts)
+        primary = self._flag.route(*(parts if route_by is None else route_by))
         paths = {Route.LEGACY: legacy, Route.NEW: new}
         started = self._clock()
         output = await paths[primary]()
