@@ -29,8 +29,8 @@ from gaia.validator.core.job import Job, JobError, Progress
 from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.queue import Lease, Queue, QueueStats
 from gaia.validator.core.status import JobStatus, check_transition
-from gaia.validator.queues.postgres.batching import Coalescer
 from gaia.validator.queues.postgres.claiming import Claimer
+from gaia.validator.queues.postgres.completing import Completer
 from gaia.validator.queues.postgres.connection import Connector
 from gaia.validator.queues.postgres.listener import Listener
 from gaia.validator.queues.postgres.migrations import migrate
@@ -50,7 +50,6 @@ MIN_RECHECK = 0.005
 POLL_WHILE_DISCONNECTED = 1.0
 """Longest wait while the LISTEN connection is down (no wake-ups can arrive)."""
 PURGE_CHUNK = 10_000
-MAX_COMPLETE_BATCH = 100
 EXHAUSTED_ERROR = error_value(JobError("no attempt left", kind=lifecycle.EXHAUSTED))
 
 
@@ -67,8 +66,8 @@ class PostgresQueue(Queue):
         self._sql: Statements = statements_for(parsed.options.schema)
         self._listener = Listener(self._connector.connect, parsed.options.channel)
         self._claimer = Claimer(self._connector, self._sql, clock, self.release)
-        self._completer: Coalescer[tuple[Lease, JSONValue], Job] = Coalescer(
-            self._complete_batch, max_batch=MAX_COMPLETE_BATCH
+        self._completer = Completer(
+            self._connector, self._sql, clock, self._complete_one, self._read_back
         )
         self._closed = False
 
@@ -109,8 +108,7 @@ class PostgresQueue(Queue):
             if len(batch) == 1:
                 inserted = {await conn.fetchval(self._sql.insert_one, *insert_arguments(batch[0]))}
             else:
-                rows = await conn.fetch(self._sql.insert_many, *insert_arrays(batch))
-                inserted = {row["id"] for row in rows}
+                inserted = set(await conn.fetchval(self._sql.insert_many, *insert_arrays(batch)))
             missing = []
             for i in pending:
                 if jobs[i].id in inserted:
@@ -244,33 +242,7 @@ class PostgresQueue(Queue):
 
     async def complete(self, lease: Lease, result: JSONValue = None) -> Job:
         self._check_open()
-        return await self._completer.submit((lease, result))
-
-    async def _complete_batch(self, batch: list[tuple[Lease, JSONValue]]) -> list[Job | Exception]:
-        """Complete concurrent leases in one fenced statement; a lease it did not match gets the
-        single-lease path, which explains (LeaseLost) or recognises an earlier commit."""
-        if len(batch) == 1:
-            lease, result = batch[0]
-            return [await self._complete_one(lease, result)]
-        now = self._clock()
-        ids = [lease.job_id for lease, _ in batch]
-        tokens = [lease.token for lease, _ in batch]
-        results = [result for _, result in batch]
-        rows = await self._connector.run(
-            lambda conn, _: conn.fetch(self._sql.complete_batch, now, ids, tokens, results)
-        )
-        done = {(row["id"], row["lease_token"]): job_from_row(row) for row in rows}
-        outcomes: list[Job | Exception] = []
-        for lease, result in batch:
-            job = done.get((lease.job_id, lease.token))
-            if job is None:
-                try:
-                    job = await self._complete_one(lease, result)
-                except Exception as error:
-                    outcomes.append(error)
-                    continue
-            outcomes.append(job)
-        return outcomes
+        return await self._completer.complete(lease, result)
 
     async def _complete_one(self, lease: Lease, result: JSONValue) -> Job:
         return await self._settle(
@@ -339,6 +311,12 @@ class PostgresQueue(Queue):
         return await self._connector.run(attempt)
 
     # -- reading and housekeeping ----------------------------------------------------------
+    async def _read_back(self, job_id: str) -> Job:
+        job = await self.get(job_id)
+        if job is None:
+            raise JobNotFound(f"job {job_id} vanished right after it was completed")
+        return job
+
     async def get(self, job_id: str) -> Job | None:
         self._check_open()
         row = await self._connector.run(lambda conn, _: conn.fetchrow(self._sql.get, job_id))

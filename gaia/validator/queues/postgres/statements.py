@@ -49,6 +49,8 @@ COLUMNS: tuple[str, ...] = (
 """The stored job fields; their names are the codec's record keys."""
 
 JSON_COLUMNS = frozenset({"payload", "metadata", "error", "result", "progress"})
+DOCUMENT_COLUMNS = frozenset({"payload", "metadata"})
+"""Sent to ``insert_many`` as ONE JSON array each (one encoder call per batch, not per job)."""
 
 _ARRAY_TYPES = {
     "id": "text",
@@ -114,7 +116,10 @@ def statements_for(schema: str) -> Statements:
     returning = f"RETURNING {cols}"
     placeholders = ", ".join(f"${n}" for n in range(1, len(COLUMNS) + 1))
     arrays = ", ".join(
-        f"${n}::{_ARRAY_TYPES[name]}[]" for n, name in enumerate(COLUMNS, start=1)
+        f"jsonb_array_elements(${n}::text::jsonb)"
+        if name in DOCUMENT_COLUMNS
+        else f"unnest(${n}::{_ARRAY_TYPES[name]}[])"
+        for n, name in enumerate(COLUMNS, start=1)
     )
     claim_set = (
         f"UPDATE {jobs} AS j SET status = 'running', attempts = j.attempts + 1,"
@@ -151,9 +156,10 @@ def statements_for(schema: str) -> Statements:
             "ON CONFLICT DO NOTHING RETURNING id"
         ),
         insert_many=(
-            f"INSERT INTO {jobs} ({cols}) SELECT {cols} FROM unnest({arrays}) "
-            f"WITH ORDINALITY AS batch({cols}, ordinal) ORDER BY ordinal "
-            "ON CONFLICT DO NOTHING RETURNING id"
+            f"WITH inserted AS (INSERT INTO {jobs} ({cols}) SELECT {cols} FROM ROWS FROM"
+            f" ({arrays}) WITH ORDINALITY AS batch({cols}, ordinal) ORDER BY ordinal"
+            " ON CONFLICT DO NOTHING RETURNING id)"
+            " SELECT coalesce(array_agg(id), '{}') FROM inserted"
         ),
         find_stored=(
             f"SELECT {cols} FROM {jobs} WHERE id = ANY($1::text[]) UNION ALL "
@@ -188,11 +194,11 @@ def statements_for(schema: str) -> Statements:
             f" {fenced} {returning}"
         ),
         complete_batch=(
-            f"UPDATE {jobs} AS j SET status = 'succeeded', result = done.result,"
+            f"UPDATE {jobs} AS j SET status = 'succeeded', result = done.result::jsonb,"
             " finished_at = $1::float8, updated_at = $1::float8, lease_expires_at = NULL"
-            " FROM unnest($2::text[], $3::int8[], $4::jsonb[]) AS done(id, token, result)"
+            " FROM unnest($2::text[], $3::int8[], $4::text[]) AS done(id, token, result)"
             " WHERE j.id = done.id AND j.lease_token = done.token AND j.status = 'running'"
-            f" RETURNING {', '.join('j.' + name for name in COLUMNS)}"
+            " RETURNING j.id, j.lease_token, j.progress"
         ),
         retry=(
             f"UPDATE {jobs} SET"
