@@ -16,6 +16,7 @@ from clock import FakeClock
 from gaia.validator.core import Job, JobError, JobStatus, LeaseLost, QueueClosed, new_job
 from gaia.validator.queues import open_queue
 from gaia.validator.queues.sqlite import SqliteQueue
+from gaia.validator.queues.sqlite.database import Kind
 from gaia.validator.queues.sqlite.doorbell import SUFFIX, wake_directory
 
 
@@ -210,3 +211,25 @@ async def test_delayed_job_wakes_a_waiting_claimer_at_its_due_time(tmp_path: Pat
         assert lease is not None and lease.job_id == job.id
     finally:
         await queue.close()
+
+
+async def test_claims_relax_fsync_only_for_their_own_commit(queue: SqliteQueue) -> None:
+    """Under synchronous=full a claim-only group commits without fsync; the connection is
+    back at FULL right after, so the next enqueue or completion is fsync'd as promised."""
+    assert queue.options.synchronous == "full"
+
+    async def level() -> int:
+        return int(
+            await queue._db.run(
+                lambda db: db.execute("PRAGMA synchronous").fetchone()[0], Kind.READ
+            )
+        )
+
+    await queue.enqueue(new_job("test.noop", {}))
+    assert await level() == 2  # FULL
+    lease = await queue.claim("w")
+    assert lease is not None
+    assert await level() == 2
+    await queue.heartbeat(lease)
+    await queue.complete(lease)
+    assert await level() == 2

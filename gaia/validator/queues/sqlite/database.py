@@ -97,6 +97,8 @@ class _Work(Generic[T]):
     future: asyncio.Future[T]
     abandoned: Callable[[T], object] | None
     """Called (on the loop) with the result if the caller stopped waiting before it came."""
+    durable: bool = True
+    """False: may be committed without fsync (see :meth:`Database.submit`)."""
 
 
 _Outcome = tuple[bool, object]  # (succeeded, result or exception)
@@ -133,19 +135,32 @@ class Database:
         ring: bool = False,
         retry_for: float | None = None,
         abandoned: Callable[[T], object] | None = None,
+        durable: bool = True,
     ) -> asyncio.Future[T]:
-        """Queue ``fn(connection)`` on the database thread (call from the event loop)."""
+        """Queue ``fn(connection)`` on the database thread (call from the event loop).
+
+        ``durable=False`` (claims, heartbeats): under ``synchronous=full`` a group made only of
+        such changes is committed without an fsync. The write-ahead log is sequential, so the
+        next fsync'd commit makes it durable too; only a power loss before that can undo it,
+        and a power loss also kills every worker on this machine that held the claim: the job
+        is simply queued again, as after a crash (minus the counted attempt)."""
         if self._closed:
             raise QueueClosed(f"sqlite queue {self.options.path} is closed")
         budget = self.options.retry_for if retry_for is None else retry_for
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._inbox.put(_Work(fn, kind, ring, budget, future, abandoned))  # type: ignore[arg-type]
+        work = _Work(fn, kind, ring, budget, future, abandoned, durable)
+        self._inbox.put(work)  # type: ignore[arg-type]
         return future
 
     async def run(
-        self, fn: Callable[[sqlite3.Connection], T], kind: Kind, *, ring: bool = False
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        kind: Kind,
+        *,
+        ring: bool = False,
+        durable: bool = True,
     ) -> T:
-        return await self.submit(fn, kind, ring=ring)
+        return await self.submit(fn, kind, ring=ring, durable=durable)
 
     async def close(self) -> None:
         """Finish the work already submitted, then close the connection and the thread."""
@@ -209,8 +224,9 @@ class Database:
         self, changes: list[_Work[object]]
     ) -> list[tuple[_Work[object], bool, object]]:
         budget = min(work.retry_for for work in changes)
+        relaxed = self.options.synchronous == "full" and not any(w.durable for w in changes)
         try:
-            outcomes = self._with_retry(budget, lambda db: self._group(db, changes))
+            outcomes = self._with_retry(budget, lambda db: self._group(db, changes, relaxed))
         except Exception as exc:
             return [(work, False, exc) for work in changes]
         return [(work, ok, value) for work, (ok, value) in zip(changes, outcomes, strict=True)]
@@ -226,9 +242,18 @@ class Database:
                 loop.call_soon_threadsafe(_resolve, items)
 
     @staticmethod
-    def _group(connection: sqlite3.Connection, changes: list[_Work[object]]) -> list[_Outcome]:
+    def _group(
+        connection: sqlite3.Connection, changes: list[_Work[object]], relaxed: bool
+    ) -> list[_Outcome]:
         """All ``changes`` in one immediate transaction, each in a savepoint of its own (a lone
-        change needs none: the transaction is its savepoint)."""
+        change needs none: the transaction is its savepoint). ``relaxed``: commit without fsync
+        (only changes submitted with ``durable=False``)."""
+        if relaxed:
+            connection.execute("PRAGMA synchronous = NORMAL")
+            try:
+                return Database._group(connection, changes, relaxed=False)
+            finally:
+                connection.execute("PRAGMA synchronous = FULL")
         alone = len(changes) == 1
         connection.execute("BEGIN IMMEDIATE")
         try:

@@ -118,6 +118,7 @@ class SqliteQueue(Queue):
             lambda db: store.claim(db, worker_id, types, lease_seconds, now),
             Kind.CHANGE,
             abandoned=self._release_abandoned,
+            durable=False,
         )
         return await future
 
@@ -136,9 +137,14 @@ class SqliteQueue(Queue):
             )
 
     # -- settling ------------------------------------------------------------------------------
-    async def _settle(self, lease: Lease, now: float, change: _SettleChange, ring: bool) -> Job:
+    async def _settle(
+        self, lease: Lease, now: float, change: _SettleChange, ring: bool, durable: bool = True
+    ) -> Job:
         return await self._db.run(
-            lambda db: store.settle(db, lease, now, change), Kind.CHANGE, ring=ring
+            lambda db: store.settle(db, lease, now, change),
+            Kind.CHANGE,
+            ring=ring,
+            durable=durable,
         )
 
     async def heartbeat(
