@@ -30,7 +30,6 @@ from gaia.validator.queues import open_queue
 from gaia.validator.queues.redis import RedisQueue
 
 Row = dict[str, str | float]
-Drain = Callable[[str], Awaitable[float]]
 URL_VARIABLE = "GAIA_BENCH_REDIS_URL"
 SINGLE_JOBS = 3_000
 BATCH_JOBS = 50_000
@@ -40,6 +39,7 @@ ROUNDS = 3
 CLAIMERS = 10
 LATENCY_SAMPLES = 300
 PEER_PREFILL_CONCURRENCY = 50
+SIDES = ("client", "server")
 
 
 def row(backend: str, metric: str, value: float, unit: str, note: str = "") -> Row:
@@ -70,6 +70,37 @@ def jobs(count: int) -> list[Job]:
 
 def _since(began: float) -> float:
     return time.perf_counter() - began
+
+
+class Measure:
+    """Wall time, and CPU time of this process and of redis-server, over one drain."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.wall = self.client = self.server = 0.0
+
+    async def _server_cpu(self) -> float:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(self.url)
+        try:
+            info = await client.info("cpu")
+        finally:
+            await client.aclose()
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    async def start(self) -> None:
+        self.server = -await self._server_cpu()
+        self.client = -time.process_time()
+        self.wall = -time.perf_counter()
+
+    async def stop(self) -> None:
+        self.wall += time.perf_counter()
+        self.client += time.process_time()
+        self.server += await self._server_cpu()
+
+
+Drain = Callable[[str], Awaitable[Measure]]
 
 
 # -- ours ------------------------------------------------------------------------------------
@@ -103,11 +134,12 @@ async def our_enqueue_and_latency(url: str) -> list[Row]:
 
 
 def our_drain(claim_count: int) -> Drain:
-    async def drain(url: str) -> float:
+    async def drain(url: str) -> Measure:
         await flush(url)
         queue = await open_queue(f"{url}?queue=bench")
         assert isinstance(queue, RedisQueue)
         done = 0
+        measure = Measure(url)
 
         async def claimer(name: str) -> None:
             nonlocal done
@@ -122,13 +154,13 @@ def our_drain(claim_count: int) -> Drain:
         try:
             for start in range(0, PROCESS_JOBS, BATCH_SIZE):
                 await queue.enqueue_many(jobs(min(BATCH_SIZE, PROCESS_JOBS - start)))
-            began = time.perf_counter()
+            await measure.start()
             await asyncio.gather(*(claimer(f"bench-{n}") for n in range(CLAIMERS)))
-            elapsed = _since(began)
+            await measure.stop()
         finally:
             await queue.close()
         assert done == PROCESS_JOBS, f"drained {done} of {PROCESS_JOBS} jobs"
-        return done / elapsed
+        return measure
 
     return drain
 
@@ -158,7 +190,7 @@ async def _latency(queue: RedisQueue) -> tuple[float, float]:
 
 
 # -- peers -----------------------------------------------------------------------------------
-async def saq_drain(url: str) -> float:
+async def saq_drain(url: str) -> Measure:
     from saq import Queue as SaqQueue
     from saq import Worker as SaqWorker
 
@@ -177,26 +209,27 @@ async def saq_drain(url: str) -> float:
     try:
         await _concurrently(PROCESS_JOBS, lambda: queue.enqueue("noop"))
         worker = SaqWorker(queue, functions=[("noop", noop)], concurrency=CLAIMERS)
-        began = time.perf_counter()
+        measure = Measure(url)
+        await measure.start()
         running = asyncio.create_task(worker.start())
         await all_started.wait()
         while await queue.count("incomplete"):
             await asyncio.sleep(0.005)
-        elapsed = _since(began)
+        await measure.stop()
         await worker.stop()
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
     finally:
         await queue.disconnect()
-    return PROCESS_JOBS / elapsed
+    return measure
 
 
 async def arq_noop(ctx: object) -> None:
     """arq names a job by its function's qualified name: a module-level no-op."""
 
 
-async def arq_drain(url: str) -> float:
+async def arq_drain(url: str) -> Measure:
     from arq import create_pool
     from arq.connections import RedisSettings
     from arq.worker import Worker as ArqWorker
@@ -214,16 +247,17 @@ async def arq_drain(url: str) -> float:
             handle_signals=False,
             log_results=False,
         )
-        began = time.perf_counter()
+        measure = Measure(url)
+        await measure.start()
         await worker.main()
-        elapsed = _since(began)
+        await measure.stop()
         completed = worker.jobs_complete
         await worker.close()
     finally:
         await pool.aclose()
     if completed != PROCESS_JOBS:
         raise RuntimeError(f"arq completed {completed} of {PROCESS_JOBS} jobs")
-    return PROCESS_JOBS / elapsed
+    return measure
 
 
 async def peer_enqueue(url: str) -> list[Row]:
@@ -278,20 +312,18 @@ async def processing(url: str) -> list[Row]:
         contenders.append(("saq", f"processing, Worker concurrency {CLAIMERS}", saq_drain))
     if _installed("arq"):
         contenders.append(("arq", f"processing, Worker max_jobs {CLAIMERS}", arq_drain))
-    rates: dict[str, list[float]] = {metric: [] for _, metric, _ in contenders}
+    runs: dict[str, list[Measure]] = {metric: [] for _, metric, _ in contenders}
     for _ in range(ROUNDS):
         for _, metric, drain in contenders:
-            rates[metric].append(await drain(url))
-    rows = [
-        row(
-            backend,
-            metric,
-            statistics.median(rates[metric]),
-            "jobs/s",
-            "median of " + ", ".join(f"{rate:.0f}" for rate in rates[metric]),
-        )
-        for backend, metric, _ in contenders
-    ]
+            runs[metric].append(await drain(url))
+    rows: list[Row] = []
+    for backend, metric, _ in contenders:
+        rates = [PROCESS_JOBS / run.wall for run in runs[metric]]
+        shown = ", ".join(f"{rate:.0f}" for rate in rates)
+        rows.append(row(backend, metric, statistics.median(rates), "jobs/s", f"median of {shown}"))
+        for side in ("client", "server"):
+            cpu = statistics.median(getattr(run, side) for run in runs[metric]) / PROCESS_JOBS
+            rows.append(row(backend, f"{metric}: {side} CPU per job", cpu * 1e6, "us"))
     for peer in ("saq", "arq"):
         if not _installed(peer):
             rows.append(row(peer, "processing", 0.0, "jobs/s", f"skipped: {peer} not installed"))
@@ -299,23 +331,27 @@ async def processing(url: str) -> list[Row]:
 
 
 def ratios(rows: list[Row]) -> list[Row]:
-    ours = {
-        str(entry["metric"]): float(entry["value"]) for entry in rows if entry["backend"] == "gaia"
-    }
+    """Ours over each peer: jobs/s (the issue's target), and total CPU per job (theirs/ours)."""
+    by_metric = {(str(r["backend"]), str(r["metric"])): float(r["value"]) for r in rows}
+    ours = [
+        m for (b, m) in by_metric if b == "gaia" and m.startswith("processing") and ":" not in m
+    ]
     out: list[Row] = []
-    for entry in rows:
-        if entry["backend"] in ("saq", "arq") and float(entry["value"]) > 0:
-            for metric, value in ours.items():
-                how = metric.rsplit(", ", 1)[-1]
-                out.append(
-                    row(
-                        "gaia",
-                        f"processing ratio vs {entry['backend']} ({how})",
-                        value / float(entry["value"]),
-                        "x",
-                        "issue target >= 5x",
-                    )
-                )
+    for peer in ("saq", "arq"):
+        theirs = [m for (b, m) in by_metric if b == peer and m.startswith("processing, ")]
+        theirs = [m for m in theirs if ":" not in m]
+        if not theirs or by_metric[(peer, theirs[0])] <= 0:
+            continue
+        peer_metric = theirs[0]
+        peer_cpu = sum(by_metric[(peer, f"{peer_metric}: {side} CPU per job")] for side in SIDES)
+        for metric in ours:
+            how = metric.rsplit(", ", 1)[-1]
+            speed = by_metric[("gaia", metric)] / by_metric[(peer, peer_metric)]
+            our_cpu = sum(by_metric[("gaia", f"{metric}: {side} CPU per job")] for side in SIDES)
+            out.append(row("gaia", f"ratio vs {peer}, jobs/s ({how})", speed, "x", "target >= 5x"))
+            out.append(
+                row("gaia", f"ratio vs {peer}, CPU per job ({how})", peer_cpu / our_cpu, "x")
+            )
     return out
 
 

@@ -67,10 +67,10 @@ def test_every_key_of_a_queue_shares_its_hash_tagged_prefix() -> None:
         keys.ready("weather.era5"),
         keys.delayed("weather.era5"),
         keys.index("weather.era5", "queued"),
+        keys.index("weather.era5", "running"),
+        keys.index("weather.era5", "dead"),
         keys.wake("weather.era5"),
         keys.wake(None),
-        keys.leases,
-        keys.purge,
         keys.dedupe,
         keys.types,
     ]

@@ -11,14 +11,18 @@ key (after the prefix)          type    content
 ``job:<id>``                    hash    the job record (see :mod:`.records`)
 ``ready:<type>``                zset    due jobs; score ``-priority``, member ``order_member``
 ``delayed:<type>``              zset    queued or retry-scheduled jobs not yet due; score not_before
-``leases``                      zset    running jobs; score lease expiry; member job id
-``idx:<type>:<status>``         zset    every job by type and status; score enqueue sequence
-``purge``                       zset    finished jobs; score end of retention; member ``type:id``
+``idx:<type>:<status>``         zset    queued or retry-scheduled jobs; score enqueue sequence
+``leases:<type>``               zset    running jobs; score lease expiry (the reaper reads it)
+``done:<type>:<status>``        zset    succeeded, cancelled, dead jobs; score end of retention
+                                        (``+inf``: kept until requeued), which the reaper purges
 ``dedupe``                      hash    dedupe key -> id of the active job holding it
 ``types``                       set     every job type ever enqueued
 ``seq``                         string  enqueue sequence counter
 ``wake:<type>`` / ``wake``      list    wake-up tokens for claimers of one type / of all types
 ==============================  ======  ===========================================================
+
+Each job is in exactly one of the status sets (``idx``, ``leases``, ``done``), so counts by type
+and status are their sizes, and each step moves a job between two of them.
 
 Ready order: members of equal score (equal priority) sort lexicographically, so the member
 ``<not_before in microseconds, 17 digits>:<sequence, 15 digits>:<id>`` orders by due time, then
@@ -61,19 +65,16 @@ class QueueKeys:
         return f"{self.prefix}delayed:{job_type}"
 
     def index(self, job_type: str, status: str) -> str:
+        """The sorted set listing the jobs of ``job_type`` in ``status``."""
+        if status == "running":
+            return f"{self.prefix}leases:{job_type}"
+        if status in ("succeeded", "cancelled", "dead"):
+            return f"{self.prefix}done:{job_type}:{status}"
         return f"{self.prefix}idx:{job_type}:{status}"
 
     def wake(self, job_type: str | None) -> str:
         """The wake-up list of claimers of ``job_type``; None: of claimers of every type."""
         return f"{self.prefix}wake" if job_type is None else f"{self.prefix}wake:{job_type}"
-
-    @property
-    def leases(self) -> str:
-        return f"{self.prefix}leases"
-
-    @property
-    def purge(self) -> str:
-        return f"{self.prefix}purge"
 
     @property
     def dedupe(self) -> str:

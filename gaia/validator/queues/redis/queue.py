@@ -29,7 +29,7 @@ from gaia.validator.queues.redis.records import (
 log = logging.getLogger(__name__)
 
 ENQUEUE_CHUNK = 2_000  # jobs per enqueue script call: bounds how long one call holds Redis
-REAP_LIMIT = 1_000  # expired leases and purges handled per reap script call
+REAP_LIMIT = 1_000  # expired leases / purges handled per set and reap script call
 STATUS_ORDER = (
     JobStatus.QUEUED,
     JobStatus.RUNNING,
@@ -292,7 +292,7 @@ class RedisQueue(Queue):
             reply = await self._run("reap", str(REAP_LIMIT))
             assert isinstance(reply, list)
             reclaimed += int(reply[0])
-            if int(reply[1]) < REAP_LIMIT and int(reply[2]) < REAP_LIMIT:
+            if not int(reply[1]):
                 return reclaimed
 
     async def close(self) -> None:

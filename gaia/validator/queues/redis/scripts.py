@@ -31,35 +31,60 @@ local RETENTION = {succeeded = {ARGV[4], ARGV[5]}, cancelled = {ARGV[4], ARGV[5]
 local A = 8
 local OVERLAY = {@OVERLAY@}
 local STATUSES = {'queued', 'running', 'succeeded', 'retry_scheduled', 'dead', 'cancelled'}
-local KNOWN = {queued = true, running = true, succeeded = true, retry_scheduled = true,
-               dead = true, cancelled = true}
+local TERMINAL = {succeeded = true, dead = true, cancelled = true}
 local CLAIMABLE = {queued = true, retry_scheduled = true}
 local ACTIVE = {queued = true, running = true, retry_scheduled = true}
 local WAKE_CAP = 64
-local LEASES, PURGE, DEDUPE = P .. 'leases', P .. 'purge', P .. 'dedupe'
-local TYPES, SEQ, WAKE_ALL = P .. 'types', P .. 'seq', P .. 'wake'
+local DEDUPE, TYPES, SEQ, WAKE_ALL = P .. 'dedupe', P .. 'types', P .. 'seq', P .. 'wake'
 
 local function job_key(id) return P .. 'job:' .. id end
 local function ready_key(t) return P .. 'ready:' .. t end
 local function delayed_key(t) return P .. 'delayed:' .. t end
-local function index_key(t, s) return P .. 'idx:' .. t .. ':' .. s end
 local function wake_key(t) return P .. 'wake:' .. t end
+-- The sorted set that lists the jobs of type t in status s (see keys.py).
+local function index_key(t, s)
+  if s == 'running' then return P .. 'leases:' .. t end
+  if TERMINAL[s] then return P .. 'done:' .. t .. ':' .. s end
+  return P .. 'idx:' .. t .. ':' .. s
+end
 
--- The fields every step reads, by name; numbers checked so no step fails half-way.
-local FIELDS = {'status', 'type', 'seq', 'priority', 'not_before', 'attempts', 'max_attempts',
-                'lease_token', 'dedupe', 'lease_expires_at', 'worker_id'}
-local function load(id)
-  local v = redis.call('HMGET', job_key(id), unpack(FIELDS))
-  local f = {}
-  for i, name in ipairs(FIELDS) do f[name] = v[i] end
-  f.exists = v[1] ~= false or redis.call('EXISTS', job_key(id)) == 1
-  f.sound = KNOWN[f.status] ~= nil and f.type ~= false
+-- The whole record as a table of fields; meta entries start with '_'. A record is sound when
+-- every field a step relies on is readable, so no step can fail half-way through.
+local function read(id)
+  local flat = redis.call('HGETALL', job_key(id))
+  local f = {_exists = #flat > 0}
+  for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
+  f._sound = f.type ~= nil and (ACTIVE[f.status] or TERMINAL[f.status]) ~= nil
   for _, name in ipairs({'seq', 'priority', 'not_before', 'attempts', 'max_attempts',
                          'lease_token'}) do
-    if not tonumber(f[name]) then f.sound = false end
+    if not tonumber(f[name]) then f._sound = false end
   end
-  if f.dedupe == false then f.dedupe = '' end
+  if f.dedupe == nil then f.dedupe = '' end
   return f
+end
+
+local function flat_of(f)
+  local out = {}
+  for k, v in pairs(f) do
+    if string.sub(k, 1, 1) ~= '_' then out[#out + 1] = k; out[#out + 1] = v end
+  end
+  return out
+end
+
+local function overlay_of(f)
+  local out = {}
+  for i, name in ipairs(OVERLAY) do out[i] = f[name] or false end
+  return out
+end
+
+local function update(id, f, changes)
+  local args = {}
+  for k, v in pairs(changes) do
+    args[#args + 1] = k
+    args[#args + 1] = v
+    f[k] = v
+  end
+  redis.call('HSET', job_key(id), unpack(args))
 end
 
 -- Ready order: score -priority; equal scores sort by member: due time (us), then sequence.
@@ -89,13 +114,6 @@ local function unplace(id, f)
   redis.call('ZREM', ready_key(f.type), order_member(f.not_before, f.seq, id))
 end
 
-local function reindex(id, t, from, to, seq)
-  if from ~= to then
-    redis.call('ZREM', index_key(t, from), id)
-    redis.call('ZADD', index_key(t, to), seq, id)
-  end
-end
-
 local function wake(t, n)
   for _, key in ipairs({wake_key(t), WAKE_ALL}) do
     local room = WAKE_CAP - redis.call('LLEN', key)
@@ -109,51 +127,58 @@ local function free_dedupe(id, dedupe)
   end
 end
 
-local function keep_for(id, t, status)
-  local ttl = RETENTION[status]
-  if ttl and ttl[1] ~= '' then
-    redis.call('ZADD', PURGE, ttl[1], t .. ':' .. id)
-    redis.call('EXPIRE', job_key(id), ttl[2])
-  end
+-- File a terminal job under done:<type>:<status>, scored by the end of its retention.
+local function keep(id, t, status)
+  local until_s, expire = RETENTION[status][1], RETENTION[status][2]
+  redis.call('ZADD', index_key(t, status), until_s ~= '' and until_s or '+inf', id)
+  if until_s ~= '' then redis.call('EXPIRE', job_key(id), expire) end
 end
 
--- Move a job to a terminal status; `extra` lists more field/value pairs to set.
-local function finish(id, f, to, extra)
-  redis.call('HSET', job_key(id), 'status', to, 'updated_at', NOW_S, 'finished_at', NOW_S,
-             'lease_expires_at', '', unpack(extra))
-  reindex(id, f.type, f.status, to, f.seq)
-  redis.call('ZREM', LEASES, id)
+-- Move a job to a terminal status, setting `changes` too.
+local function finish(id, f, to, changes)
+  changes.status, changes.updated_at = to, NOW_S
+  changes.finished_at, changes.lease_expires_at = NOW_S, ''
+  redis.call('ZREM', index_key(f.type, f.status), id)
+  update(id, f, changes)
+  keep(id, f.type, to)
   free_dedupe(id, f.dedupe)
-  keep_for(id, f.type, to)
+end
+
+-- Make a job claimable again (queued or retry_scheduled), setting `changes` too.
+local function reschedule(id, f, to, changes)
+  changes.status, changes.updated_at, changes.lease_expires_at = to, NOW_S, ''
+  redis.call('ZREM', index_key(f.type, f.status), id)
+  update(id, f, changes)
+  redis.call('ZADD', index_key(f.type, to), f.seq, id)
+  place(id, f)
+  wake(f.type, 1)
 end
 
 -- Dead-letter an undecodable record: keep its bytes in corrupt_spec, write a decodable stub.
 local function bury(id, t, message)
-  local k = job_key(id)
-  local raw = redis.call('HMGET', k, 'spec', 'seq', 'dedupe', 'attempts', 'lease_token')
-  if raw[1] then redis.call('HSET', k, 'corrupt_spec', raw[1]) end
+  local f = read(id)
+  if f.spec then redis.call('HSET', job_key(id), 'corrupt_spec', f.spec) end
   for _, s in ipairs(STATUSES) do redis.call('ZREM', index_key(t, s), id) end
-  redis.call('ZREM', LEASES, id)
   redis.call('ZREM', delayed_key(t), id)
-  if raw[3] then free_dedupe(id, raw[3]) end
-  local seq = tonumber(raw[2]) or redis.call('INCR', SEQ)
+  free_dedupe(id, f.dedupe)
+  local seq = tonumber(f.seq) or redis.call('INCR', SEQ)
   local stub = '{"id":' .. cjson.encode(id) .. ',"type":' .. cjson.encode(t)
     .. ',"payload":{},"metadata":{},"timeout":300,"memory_mb":0,"correlation_id":'
     .. cjson.encode(id) .. ',"created_at":' .. NOW_S .. '}'
-  redis.call('HSET', k, 'spec', stub, 'type', t, 'status', 'dead', 'priority', 0,
-             'max_attempts', 1, 'attempts', math.floor(tonumber(raw[4]) or 0),
-             'lease_token', math.floor(tonumber(raw[5]) or 0), 'not_before', NOW_S,
-             'dedupe', '', 'seq', seq, 'updated_at', NOW_S, 'finished_at', NOW_S,
-             'started_at', '', 'lease_expires_at', '', 'worker_id', '', 'result', '',
-             'progress', '', 'error', cjson.encode({message = message, kind = 'corrupt_record'}))
-  redis.call('ZADD', index_key(t, 'dead'), seq, id)
-  keep_for(id, t, 'dead')
+  redis.call('HSET', job_key(id), 'spec', stub, 'type', t, 'status', 'dead', 'priority', '0',
+             'max_attempts', '1', 'attempts', tostring(math.floor(tonumber(f.attempts) or 0)),
+             'lease_token', tostring(math.floor(tonumber(f.lease_token) or 0)),
+             'not_before', NOW_S, 'dedupe', '', 'seq', seq, 'updated_at', NOW_S,
+             'finished_at', NOW_S, 'started_at', '', 'lease_expires_at', '', 'worker_id', '',
+             'result', '', 'progress', '',
+             'error', cjson.encode({message = message, kind = 'corrupt_record'}))
+  keep(id, t, 'dead')
 end
 
-local function overlay(id) return redis.call('HMGET', job_key(id), unpack(OVERLAY)) end
-
 local function lease_lost(id, token, f)
-  if not f.exists then return redis.error_reply('LEASE_LOST job ' .. id .. ' no longer exists') end
+  if not f._exists then
+    return redis.error_reply('LEASE_LOST job ' .. id .. ' no longer exists')
+  end
   return redis.error_reply('LEASE_LOST job ' .. id .. ': lease token ' .. token
     .. ' is stale (job is ' .. tostring(f.status) .. ', token ' .. tostring(f.lease_token) .. ')')
 end
@@ -161,8 +186,8 @@ end
 -- The job if `token` holds its lease; with `done` (statuses a re-sent step may have produced
 -- already), also the job when it is there with the same token, and true as second value.
 local function held(id, token, done)
-  local f = load(id)
-  if f.sound and tonumber(f.lease_token) == tonumber(token) then
+  local f = read(id)
+  if f._sound and tonumber(f.lease_token) == tonumber(token) then
     if f.status == 'running' then return f, false end
     if RESENT and done and done[f.status] then return f, true end
   end
@@ -226,7 +251,7 @@ return out
 CLAIM = r"""
 -- ARGV[A]: worker id, ARGV[A+1]: lease expiry time, ARGV[A+2]: most jobs to claim,
 -- ARGV[A+3..]: job types (none = every type).
--- Returns {next due time of a delayed job or '', id, HGETALL, id, HGETALL, ...}.
+-- Returns {next due time of a delayed job or '', id, fields, id, fields, ...}.
 local worker, expires, want = ARGV[A], ARGV[A + 1], tonumber(ARGV[A + 2])
 local types = {}
 for i = A + 3, #ARGV do types[#types + 1] = ARGV[i] end
@@ -234,18 +259,18 @@ local every = #types == 0
 if every then types = redis.call('SMEMBERS', TYPES) end
 
 local function corrupt(f)
-  return 'job record is invalid: field status/type/numbers unreadable (status '
-    .. tostring(f.status) .. ', type ' .. tostring(f.type) .. ')'
+  return 'job record is invalid: unreadable fields (status ' .. tostring(f.status)
+    .. ', type ' .. tostring(f.type) .. ')'
 end
 
 for _, t in ipairs(types) do
   local due = redis.call('ZRANGEBYSCORE', delayed_key(t), '-inf', NOW_S, 'LIMIT', 0, 1000)
   for _, id in ipairs(due) do
     redis.call('ZREM', delayed_key(t), id)
-    local f = load(id)
-    if f.sound and f.type == t and CLAIMABLE[f.status] then
+    local f = read(id)
+    if f._sound and f.type == t and CLAIMABLE[f.status] then
       redis.call('ZADD', ready_key(t), negated(f.priority), order_member(f.not_before, f.seq, id))
-    elseif f.exists and not (f.sound and f.type == t) then
+    elseif f._exists and not (f._sound and f.type == t) then
       bury(id, t, corrupt(f))
     end
   end
@@ -257,17 +282,18 @@ local claimed = 0
 -- Take the job behind ready member `member` of type t, if it is still claimable.
 local function take(t, member)
   local id = string.sub(member, MEMBER_ID_AT)
-  local f = load(id)
-  if f.sound and f.type == t and CLAIMABLE[f.status] then
-    redis.call('HSET', job_key(id), 'status', 'running', 'attempts', tonumber(f.attempts) + 1,
-               'lease_token', tonumber(f.lease_token) + 1, 'lease_expires_at', expires,
-               'worker_id', worker, 'started_at', NOW_S, 'updated_at', NOW_S, 'progress', '')
-    reindex(id, t, f.status, 'running', f.seq)
-    redis.call('ZADD', LEASES, expires, id)
+  local f = read(id)
+  if f._sound and f.type == t and CLAIMABLE[f.status] then
+    redis.call('ZREM', index_key(t, f.status), id)
+    update(id, f, {status = 'running', attempts = tostring(tonumber(f.attempts) + 1),
+                   lease_token = tostring(tonumber(f.lease_token) + 1),
+                   lease_expires_at = expires, worker_id = worker, started_at = NOW_S,
+                   updated_at = NOW_S, progress = ''})
+    redis.call('ZADD', index_key(t, 'running'), expires, id)
     out[#out + 1] = id
-    out[#out + 1] = redis.call('HGETALL', job_key(id))
+    out[#out + 1] = flat_of(f)
     claimed = claimed + 1
-  elseif f.exists and not (f.sound and f.type == t) then
+  elseif f._exists and not (f._sound and f.type == t) then
     bury(id, t, corrupt(f))
   end
 end
@@ -328,7 +354,7 @@ return out
 BURY = r"""
 -- ARGV[A]: job id, ARGV[A+1]: lease token, ARGV[A+2]: why the client could not decode it.
 local id, token = ARGV[A], ARGV[A + 1]
-local f = load(id)
+local f = read(id)
 if f.status ~= 'running' or tonumber(f.lease_token) ~= tonumber(token) or not f.type then
   return lease_lost(id, token, f)
 end

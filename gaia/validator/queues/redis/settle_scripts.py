@@ -13,11 +13,11 @@ HEARTBEAT = r"""
 local id, token = ARGV[A], ARGV[A + 1]
 local f, err = held(id, token, nil)
 if not f then return err end
-local expires = ARGV[A + 2]
-redis.call('HSET', job_key(id), 'lease_expires_at', expires, 'updated_at', NOW_S)
-if ARGV[A + 3] ~= '' then redis.call('HSET', job_key(id), 'progress', ARGV[A + 3]) end
-redis.call('ZADD', LEASES, expires, id)
-return overlay(id)
+local changes = {lease_expires_at = ARGV[A + 2], updated_at = NOW_S}
+if ARGV[A + 3] ~= '' then changes.progress = ARGV[A + 3] end
+update(id, f, changes)
+redis.call('ZADD', index_key(f.type, 'running'), ARGV[A + 2], id)
+return overlay_of(f)
 """
 
 COMPLETE = r"""
@@ -25,8 +25,8 @@ COMPLETE = r"""
 local id, token = ARGV[A], ARGV[A + 1]
 local f, done = held(id, token, {succeeded = true})
 if not f then return done end
-if not done then finish(id, f, 'succeeded', {'result', ARGV[A + 2]}) end
-return overlay(id)
+if not done then finish(id, f, 'succeeded', {result = ARGV[A + 2]}) end
+return overlay_of(f)
 """
 
 FAIL = r"""
@@ -34,8 +34,8 @@ FAIL = r"""
 local id, token = ARGV[A], ARGV[A + 1]
 local f, done = held(id, token, {dead = true})
 if not f then return done end
-if not done then finish(id, f, 'dead', {'error', ARGV[A + 2]}) end
-return overlay(id)
+if not done then finish(id, f, 'dead', {error = ARGV[A + 2]}) end
+return overlay_of(f)
 """
 
 RETRY = r"""
@@ -50,21 +50,16 @@ if not done then
   local attempts = tonumber(f.attempts)
   if not counted then attempts = math.max(0, attempts - 1) end
   if counted and attempts >= tonumber(f.max_attempts) then
-    finish(id, f, 'dead', {'error', given ~= '' and given or ARGV[A + 5]})
+    finish(id, f, 'dead', {error = given ~= '' and given or ARGV[A + 5]})
   else
     local at = ARGV[A + 2]
-    local not_before = tonumber(at) > NOW and at or NOW_S
-    redis.call('HSET', job_key(id), 'status', 'retry_scheduled', 'attempts', attempts,
-               'not_before', not_before, 'updated_at', NOW_S, 'lease_expires_at', '')
-    if given ~= '' then redis.call('HSET', job_key(id), 'error', given) end
-    reindex(id, f.type, 'running', 'retry_scheduled', f.seq)
-    redis.call('ZREM', LEASES, id)
-    f.not_before = not_before
-    place(id, f)
-    wake(f.type, 1)
+    local changes = {attempts = tostring(attempts),
+                     not_before = tonumber(at) > NOW and at or NOW_S}
+    if given ~= '' then changes.error = given end
+    reschedule(id, f, 'retry_scheduled', changes)
   end
 end
-return overlay(id)
+return overlay_of(f)
 """
 
 RELEASE = r"""
@@ -73,16 +68,11 @@ local id, token = ARGV[A], ARGV[A + 1]
 local f, done = held(id, token, {queued = true})
 if not f then return done end
 if not done then
-  if tonumber(f.not_before) > NOW then f.not_before = NOW_S end
-  redis.call('HSET', job_key(id), 'status', 'queued',
-             'attempts', math.max(0, tonumber(f.attempts) - 1), 'not_before', f.not_before,
-             'updated_at', NOW_S, 'lease_expires_at', '', 'worker_id', '')
-  reindex(id, f.type, 'running', 'queued', f.seq)
-  redis.call('ZREM', LEASES, id)
-  place(id, f)
-  wake(f.type, 1)
+  reschedule(id, f, 'queued', {
+    attempts = tostring(math.max(0, tonumber(f.attempts) - 1)), worker_id = '',
+    not_before = tonumber(f.not_before) > NOW and NOW_S or f.not_before})
 end
-return overlay(id)
+return overlay_of(f)
 """
 
 SETTLE_SCRIPTS: dict[str, str] = {
