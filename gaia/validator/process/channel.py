@@ -20,18 +20,21 @@ if TYPE_CHECKING:
     import asyncio
 
 _LENGTH = struct.Struct("!Q")
+RUN_HEAD = struct.Struct("!QI")  # task id, size of the shared-buffer descriptors
+ANSWER_HEAD = struct.Struct("!QQI")  # task id, peak RSS bytes (0 = no new peak), descriptors size
 _SMALL = 64 * 1024
 _READ_CHUNK = 256 * 1024
+_MAX_BUFFERS = 512  # buffers per sendmsg call (IOV_MAX is at least 1024 on Linux)
 
 # Message kinds, parent -> child.
-RUN = b"X"  # task id, pickled call
+RUN = b"X"  # RUN_HEAD, shared-buffer descriptors, pickled call
 CANCEL = b"C"  # task id: drop it if it has not started
 # Message kinds, child -> parent.
 READY = b"R"  # pid, seconds spent on preload and initializer
 INIT_FAILED = b"I"  # formatted traceback of the preload or initializer
 SEGMENT = b"S"  # name of a result segment about to be created
-RESULT = b"O"  # task id, peak RSS, pickled value
-ERROR = b"E"  # task id, peak RSS, pickled error report
+RESULT = b"O"  # ANSWER_HEAD, shared-buffer descriptors, pickled value
+ERROR = b"E"  # ANSWER_HEAD, pickled error report
 SKIPPED = b"K"  # task id: cancelled before it started, never ran
 
 
@@ -43,7 +46,12 @@ def _frame(kind: bytes, parts: tuple[bytes | memoryview, ...]) -> list[bytes | m
 
 
 class Channel:
-    """The parent's end: non-blocking, frames delivered to ``on_frame`` as they complete."""
+    """The parent's end: non-blocking, frames delivered to ``on_frame`` as they complete.
+
+    Frames sent during one pass of the event loop go out together in one ``sendmsg`` at the end
+    of it: waking a sleeping child is the most expensive part of a tiny task (a cross-CPU
+    wake-up, costlier still in a VM), so a burst of dispatches costs one wake-up, not one each.
+    """
 
     def __init__(
         self,
@@ -59,7 +67,9 @@ class Channel:
         self._on_frame = on_frame
         self._on_closed = on_closed
         self._buffer = bytearray()
-        self._pending: deque[memoryview] = deque()
+        self._outgoing: deque[memoryview] = deque()
+        self._flush_scheduled = False
+        self._writer_added = False
         self._open = False
         self._eof = False
 
@@ -72,22 +82,13 @@ class Channel:
         return self._open
 
     def send(self, kind: bytes, *parts: bytes | memoryview) -> None:
-        """Queue one frame; written at once if the socket takes it, else as it drains."""
+        """Queue one frame; it is written at the end of this pass of the event loop."""
         if not self._open:
             raise ConnectionError("channel to the child is closed")
-        buffers = _frame(kind, parts)
-        if not self._pending:
-            try:
-                sent = self._sock.sendmsg(buffers)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                return  # the child is gone; its exit is reported through its process handle
-            buffers = _skip(buffers, sent)
-            if not buffers:
-                return
-            self._loop.add_writer(self._fd, self._on_writable)
-        self._pending.extend(memoryview(buffer).cast("B") for buffer in buffers)
+        self._outgoing.extend(memoryview(buffer).cast("B") for buffer in _frame(kind, parts))
+        if not self._flush_scheduled and not self._writer_added:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
 
     def drain(self) -> None:
         """Read and deliver everything the child wrote before it died (non-blocking)."""
@@ -101,9 +102,10 @@ class Channel:
             return
         self._open = False
         self._loop.remove_reader(self._fd)
-        if self._pending:
+        if self._writer_added:
             self._loop.remove_writer(self._fd)
-            self._pending.clear()
+            self._writer_added = False
+        self._outgoing.clear()
         self._sock.close()
 
     def _on_readable(self) -> None:
@@ -152,25 +154,42 @@ class Channel:
             self._on_frame(frame)
         del buffer[:offset]
 
-    def _on_writable(self) -> None:
-        try:
-            sent = self._sock.sendmsg(list(self._pending))
-        except (BlockingIOError, InterruptedError):
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._open or self._writer_added:
             return
-        except OSError:
-            sent = -1
-        if sent < 0:
-            self._pending.clear()
-        while sent > 0 and self._pending:
-            head = self._pending[0]
-            if sent >= len(head):
-                sent -= len(head)
-                self._pending.popleft()
-            else:
-                self._pending[0] = head[sent:]
-                sent = 0
-        if not self._pending:
+        self._write()
+        if self._outgoing:
+            self._writer_added = True
+            self._loop.add_writer(self._fd, self._on_writable)
+
+    def _on_writable(self) -> None:
+        self._write()
+        if not self._outgoing:
+            self._writer_added = False
             self._loop.remove_writer(self._fd)
+
+    def _write(self) -> None:
+        outgoing = self._outgoing
+        while outgoing:
+            batch = [outgoing[index] for index in range(min(len(outgoing), _MAX_BUFFERS))]
+            try:
+                sent = self._sock.sendmsg(batch)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                outgoing.clear()  # the child is gone; its exit is reported by its process handle
+                return
+            while sent > 0:
+                head = outgoing[0]
+                if sent >= len(head):
+                    sent -= len(head)
+                    outgoing.popleft()
+                else:
+                    outgoing[0] = head[sent:]
+                    sent = 0
+            if outgoing and len(batch) < _MAX_BUFFERS:
+                return  # the kernel took less than offered: its buffer is full
 
 
 def _skip(buffers: list[bytes | memoryview], sent: int) -> list[bytes | memoryview]:

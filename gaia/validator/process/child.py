@@ -28,14 +28,10 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from . import channel, shm
 
-if TYPE_CHECKING:
-    import numpy as np
-
-_RESULT_HEAD = struct.Struct("!QQ")  # task id, peak RSS in bytes (0 = no new peak seen)
 _READY = struct.Struct("!Qd")  # pid, seconds spent starting (preload + initializer)
 _WATCH_INTERVAL = 0.5
 EXIT_PARENT_GONE = 75
@@ -174,64 +170,68 @@ class _Runner:
     def __init__(self, end: channel.ChildEnd, config: ChildConfig) -> None:
         self._end = end
         self._config = config
-        # Arrays mapped from this task's arguments: id -> (array, descriptor). Kept alive for the
-        # task so an argument returned as-is goes back as a reference to the parent's segment.
-        self._attached: dict[int, tuple[np.ndarray, shm.SharedArray]] = {}
 
     def run(self, frame: bytes) -> None:
-        (task_id,) = struct.unpack_from("!Q", frame, 1)
+        task_id, header_size = channel.RUN_HEAD.unpack_from(frame, 1)
+        body = memoryview(frame)[1 + channel.RUN_HEAD.size :]
         before = _max_rss_bytes()
+        # Segments mapped for this task's arguments: (address, size, name). An argument returned
+        # unchanged goes back as a reference to the parent's segment instead of a copy.
+        attached: list[tuple[int | None, int, str]] = []
         try:
-            try:
-                call = cast(_Call, shm.decode(frame, 9, self._attach))
-                fn, args, kwargs = call
-            except BaseException as exc:
-                self._send_error(task_id, before, exc, skip_frames=0)
-                return
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                self._send_error(task_id, before, exc, skip_frames=1)
-                return
-            del fn, args, kwargs, call
-            try:
-                payload = shm.encode(
-                    result, threshold=self._config.shm_threshold, place=self._place
-                )
-            except BaseException as exc:
-                error = TypeError(f"the result of the function could not be pickled: {exc!r}")
-                error.__cause__ = exc
-                self._send_error(task_id, before, error, skip_frames=0)
-                return
-            del result
-            head = _RESULT_HEAD.pack(task_id, _new_peak(before))
-            self._end.send(channel.RESULT, head, payload)
-        finally:
-            self._attached.clear()
+            descriptors = shm.unpack_descriptors(body[:header_size])
+            buffers = [self._attach(shared, attached) for shared in descriptors]
+            fn, args, kwargs = cast(_Call, shm.decode(body[header_size:], buffers))
+            del buffers
+        except BaseException as exc:
+            self._send_error(task_id, before, exc, skip_frames=0)
+            return
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._send_error(task_id, before, exc, skip_frames=1)
+            return
+        del fn, args, kwargs
+        try:
+            payload, raws = shm.encode(result, self._config.shm_threshold)
+            placed = [self._place(raw, attached) for raw in raws]
+        except BaseException as exc:
+            error = TypeError(f"the result of the function could not be pickled: {exc!r}")
+            error.__cause__ = exc
+            self._send_error(task_id, before, error, skip_frames=0)
+            return
+        del result, raws
+        header = shm.pack_descriptors(placed)
+        head = channel.ANSWER_HEAD.pack(task_id, _new_peak(before), len(header))
+        self._end.send(channel.RESULT, head, header, payload)
 
-    def _attach(self, descriptor: shm.SharedArray) -> object:
-        mapping = shm.map_segment(descriptor.name, descriptor.nbytes, populate=False)
-        array = shm.array_view(mapping, descriptor)
-        self._attached[id(array)] = (array, descriptor)
-        return array
+    @staticmethod
+    def _attach(
+        shared: shm.SharedBuffer, attached: list[tuple[int | None, int, str]]
+    ) -> memoryview:
+        mapping = shm.map_segment(shared.name, shared.nbytes, populate=False)
+        attached.append((shm.address_of(mapping), shared.nbytes, shared.name))
+        return memoryview(mapping)
 
-    def _place(self, array: np.ndarray) -> shm.SharedArray:
-        known = self._attached.get(id(array))
-        if known is not None and known[0] is array:
-            return known[1]  # the argument itself: the parent already has it
+    def _place(
+        self, raw: memoryview, attached: list[tuple[int | None, int, str]]
+    ) -> shm.SharedBuffer:
+        address = shm.address_of(raw)
+        for start, size, name in attached:
+            if address is not None and address == start and raw.nbytes == size:
+                return shm.SharedBuffer(name, size)  # the argument itself: the parent has it
         name = shm.new_segment_name(self._config.parent_pid)
-        descriptor = shm.describe(array, name)
         # Announce before creating: if we die in between, the parent still unlinks the name.
         self._end.send(channel.SEGMENT, name.encode())
-        fd = shm.create_segment(name, descriptor.nbytes)
+        fd = shm.create_segment(name, raw.nbytes)
         try:
-            shm.write_array(fd, array, descriptor)
+            shm.write_buffer(fd, raw)
         finally:
             os.close(fd)
-        return descriptor
+        return shm.SharedBuffer(name, raw.nbytes)
 
     def _send_error(self, task_id: int, before: int, exc: BaseException, skip_frames: int) -> None:
-        head = _RESULT_HEAD.pack(task_id, _new_peak(before))
+        head = channel.ANSWER_HEAD.pack(task_id, _new_peak(before), 0)
         self._end.send(channel.ERROR, head, error_report(exc, skip_frames))
 
 

@@ -16,7 +16,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TypeVar, cast
 
 from . import shm
 from .admission import AdmissionQueue, EstimateBook
@@ -31,17 +31,12 @@ from .snapshot import PoolCounters, PoolSnapshot, RunningTask
 from .tasks import TaskManager
 from .workers import Worker, WorkerManager, WorkerState
 
-if TYPE_CHECKING:
-    import numpy as np
-
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 _FILL_IN_THREAD = 4 * MIB  # argument arrays at least this large are copied off the event loop
 _START_FAILURES = 3  # children dying before ready, in a row, before waiting tasks are failed
-
-_Placed = list[tuple[Segment, "np.ndarray", shm.SharedArray]]
 
 
 class ProcessPool:
@@ -183,11 +178,12 @@ class ProcessPool:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         function = function_name(fn)
         estimate, source = self._estimate(function, memory_mb)
-        body, segments = await self._encode(function, (fn, args, kwargs))
+        body, buffers, segments = await self._encode(function, (fn, args, kwargs))
         record = TaskRecord(
             task_id=self._next_task_id,
             function=function,
             call=body,
+            buffers=buffers,
             estimate=estimate,
             estimate_source=source,
             timeout=timeout,
@@ -224,38 +220,34 @@ class ProcessPool:
                     )
         return self._estimates.estimate(function, declared)
 
-    async def _encode(self, function: str, call: object) -> tuple[bytes, list[Segment]]:
-        """Pickle the call; large arrays go into shared segments (copied off the loop)."""
-        placed: _Placed = []
-
-        def place(array: np.ndarray) -> shm.SharedArray:
-            segment = self._store.allocate(int(array.nbytes))
-            descriptor = shm.describe(array, segment.name)
-            placed.append((segment, array, descriptor))
-            return descriptor
-
+    async def _encode(self, function: str, call: object) -> tuple[bytes, bytes, list[Segment]]:
+        """Pickle the call; large buffers go into shared segments (copied off the loop)."""
         try:
-            body = shm.encode(call, threshold=self.settings.shm_threshold_bytes, place=place)
+            body, raws = shm.encode(call, self.settings.shm_threshold_bytes)
         except Exception as exc:
-            self._store.finish([segment for segment, _, _ in placed])
             raise TypeError(
                 f"cannot send {function} and its arguments to a child process ({exc}); the "
                 "function must be importable by name and every argument picklable"
             ) from exc
-        segments = [segment for segment, _, _ in placed]
-        if placed:
-            await self._fill(placed, segments)
-            if self._state != "started":
-                self._store.finish(segments)
-                raise PoolClosed("the process pool stopped while the task was being sent")
-        return body, segments
+        if not raws:
+            return body, b"", []
+        segments = [self._store.allocate(raw.nbytes) for raw in raws]
+        await self._fill(segments, raws)
+        if self._state != "started":
+            self._store.finish(segments)
+            raise PoolClosed("the process pool stopped while the task was being sent")
+        shared = [
+            shm.SharedBuffer(segment.name, raw.nbytes)
+            for segment, raw in zip(segments, raws, strict=True)
+        ]
+        return body, shm.pack_descriptors(shared), segments
 
-    async def _fill(self, placed: _Placed, segments: list[Segment]) -> None:
+    async def _fill(self, segments: list[Segment], raws: list[memoryview]) -> None:
         def fill_all() -> None:
-            for segment, array, descriptor in placed:
-                SegmentStore.fill(segment, array, descriptor)
+            for segment, raw in zip(segments, raws, strict=True):
+                SegmentStore.fill(segment, raw)
 
-        if sum(descriptor.nbytes for _, _, descriptor in placed) < _FILL_IN_THREAD:
+        if sum(raw.nbytes for raw in raws) < _FILL_IN_THREAD:
             try:
                 fill_all()
             except BaseException:

@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-import struct
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import shm
+from . import channel, shm
 from .errors import RemoteError
 from .segments import Segment, SegmentStore
 
 if TYPE_CHECKING:
     from .workers import Worker
-
-RESULT_HEAD = struct.Struct("!QQ")  # task id, peak RSS bytes (0 = none reported)
 
 
 @dataclass(eq=False)
@@ -35,7 +32,8 @@ class TaskRecord:
 
     task_id: int
     function: str
-    call: bytes  # pickled (fn, args, kwargs), shared arrays replaced by descriptors
+    call: bytes  # pickled (fn, args, kwargs); large buffers left out of it, see ``buffers``
+    buffers: bytes  # packed descriptors of the segments holding the out-of-band buffers
     estimate: int
     estimate_source: str
     timeout: float | None
@@ -79,12 +77,12 @@ def function_name(fn: object) -> str:
 
 
 def decode_result(frame: bytes, record: TaskRecord, store: SegmentStore) -> object:
-    """The value in a RESULT frame; shared arrays become views of the task's own segments."""
-
-    def attach(descriptor: shm.SharedArray) -> object:
-        return store.view(descriptor.name, descriptor, record.segments)
-
-    return shm.decode(frame, 1 + RESULT_HEAD.size, attach)
+    """The value in a RESULT frame, rebuilt on the mapped segments (no copy of array data)."""
+    _, _, header_size = channel.ANSWER_HEAD.unpack_from(frame, 1)
+    body = memoryview(frame)[1 + channel.ANSWER_HEAD.size :]
+    descriptors = shm.unpack_descriptors(body[:header_size])
+    buffers = [store.view(shared, record.segments) for shared in descriptors]
+    return shm.decode(body[header_size:], buffers)
 
 
 def decode_error(frame: bytes, pid: int) -> BaseException:
@@ -93,7 +91,7 @@ def decode_error(frame: bytes, pid: int) -> BaseException:
     The rebuilt original gets the RemoteError (with the child's formatted traceback) as its
     ``__cause__``, so printing it shows both sides.
     """
-    body = frame[1 + RESULT_HEAD.size :]
+    body = frame[1 + channel.ANSWER_HEAD.size :]
     type_name, message, text, rebuilt = pickle.loads(body)
     remote = RemoteError(type_name, message, f"(child {pid})\n{text}")
     if rebuilt is None:

@@ -26,12 +26,8 @@ import mmap
 import os
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from . import shm
-
-if TYPE_CHECKING:
-    import numpy as np
 
 _PAGE = mmap.PAGESIZE
 
@@ -91,24 +87,24 @@ class SegmentStore:
         return segment
 
     @staticmethod
-    def fill(segment: Segment, array: np.ndarray, descriptor: shm.SharedArray) -> None:
-        """Copy ``array`` into ``segment``; safe in a worker thread (the task owns the segment).
+    def fill(segment: Segment, raw: memoryview) -> None:
+        """Copy ``raw`` into ``segment``; safe in a worker thread (the task owns the segment).
 
         Through the existing mapping when every page already exists (the fast, reused case);
         otherwise with write(2), which allocates pages without faulting and fails cleanly with
         ENOSPC, where a store through a mapping would raise SIGBUS.
         """
-        if descriptor.nbytes <= segment.backed:
+        if raw.nbytes <= segment.backed:
             if segment.mapping is None:
                 segment.mapping = shm.map_segment(segment.name, segment.size, populate=True)
-            shm.copy_into(segment.mapping, array, descriptor)
+            shm.copy_buffer(segment.mapping, raw)
             return
         fd = shm.open_segment(segment.name)
         try:
-            shm.write_array(fd, array, descriptor)
+            shm.write_buffer(fd, raw)
         finally:
             os.close(fd)
-        segment.backed = max(segment.backed, descriptor.nbytes)
+        segment.backed = max(segment.backed, raw.nbytes)
 
     def adopt(self, name: str) -> Segment:
         """Take ownership of a segment a child is about to create for a result."""
@@ -121,18 +117,18 @@ class SegmentStore:
             shm.track_segment(name)
         return segment
 
-    def view(self, name: str, descriptor: shm.SharedArray, owned: list[Segment]) -> np.ndarray:
-        """The array a descriptor names; ``owned`` are the task's segments (no others allowed)."""
-        segment = self._segments.get(name)
+    def view(self, shared: shm.SharedBuffer, owned: list[Segment]) -> memoryview:
+        """The bytes a descriptor names, mapped; only the task's own segments may be named."""
+        segment = self._segments.get(shared.name)
         if segment is None or all(segment is not mine for mine in owned):
-            raise ValueError(f"result refers to a segment this task does not own: {name!r}")
+            raise ValueError(f"result refers to a segment this task does not own: {shared.name!r}")
         if segment.mapping is None:
             # A child's result segment, fully written before the result was sent, or one of
             # the task's argument segments (written by fill before the task was sent).
-            segment.size = max(segment.size, descriptor.nbytes)
-            segment.backed = max(segment.backed, descriptor.nbytes)
-            segment.mapping = shm.map_segment(name, segment.size, populate=True)
-        return shm.array_view(segment.mapping, descriptor)
+            segment.size = max(segment.size, shared.nbytes)
+            segment.backed = max(segment.backed, shared.nbytes)
+            segment.mapping = shm.map_segment(shared.name, segment.size, populate=True)
+        return memoryview(segment.mapping)[: shared.nbytes]
 
     def finish(self, segments: list[Segment]) -> None:
         """A task is over: each of its segments becomes lent, free, or is destroyed."""

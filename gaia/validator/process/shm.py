@@ -1,14 +1,17 @@
-"""Numpy arrays cross the process boundary through POSIX shared memory, not inside the pickle.
+"""Large buffers (numpy arrays) cross the process boundary through POSIX shared memory.
 
 Messages between the parent and its own children are pickled (acceptable here: both ends are our
 own process pair started from the same code; nothing from a queue or a miner is ever unpickled
-on this path). While pickling, every plain ``numpy.ndarray`` of at least ``threshold`` bytes is
-replaced by a small :class:`SharedArray` descriptor (segment name, shape, dtype, order); the data
-goes into a shared-memory segment and the receiver maps that segment instead of unpickling bytes.
+on this path). They are pickled with protocol 5 and a ``buffer_callback``: every contiguous
+buffer an object hands out-of-band (a numpy array does so for its data) of at least
+``threshold`` bytes is left out of the pickle; the sender copies it into a shared-memory segment
+and sends only the segment's name and size. The receiver maps the segment and gives the
+mapping to ``pickle.loads(buffers=...)``, so numpy rebuilds the array *on* the mapping: no copy.
+Smaller buffers, and arrays that are not contiguous, travel inside the pickle as usual.
 
-numpy is never imported here unless an array is actually present: the encoder only looks for
-arrays when numpy is already in ``sys.modules`` (an array cannot exist otherwise), and the
-decoder imports numpy only when a descriptor is met.
+The pickling itself stays in C: the callback runs only for buffers, never per object, so a call
+with no array costs the same as plain ``pickle.dumps``. numpy is never imported here; when an
+array is present numpy is already loaded and is used for copies that release the GIL.
 
 Segments are opened with ``_posixshmem`` and ``mmap`` directly rather than through
 ``multiprocessing.shared_memory.SharedMemory``: on Python 3.11 every ``SharedMemory`` object,
@@ -23,37 +26,28 @@ itself was killed.
 from __future__ import annotations
 
 import contextlib
-import io
 import mmap
 import os
 import pickle
 import sys
-from collections.abc import Callable
 from multiprocessing import resource_tracker
-from typing import TYPE_CHECKING, Literal, NamedTuple, cast
-
-if TYPE_CHECKING:
-    import numpy as np
-    from numpy.typing import DTypeLike
+from typing import NamedTuple
 
 try:
     import _posixshmem
-except ImportError:  # not a POSIX system: arrays are pickled like everything else
+except ImportError:  # not a POSIX system: buffers are pickled like everything else
     _posixshmem = None
 
 SHARED_MEMORY_AVAILABLE = _posixshmem is not None
 _TRACKER_TYPE = "shared_memory"
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_PROTOCOL = 5
 _WRITE_CHUNK = 1 << 30
 
 
-class SharedArray(NamedTuple):
-    """Where an array's data is: a segment name and the layout to rebuild it."""
+class SharedBuffer(NamedTuple):
+    """An out-of-band buffer as sent: the segment holding it and its size in bytes."""
 
     name: str
-    shape: tuple[int, ...]
-    dtype: object  # a numpy.dtype; typed loosely so this module needs no numpy at import
-    order: Literal["C", "F"]
     nbytes: int
 
 
@@ -64,6 +58,40 @@ def segment_prefix(parent_pid: int) -> str:
 
 def new_segment_name(parent_pid: int) -> str:
     return f"{segment_prefix(parent_pid)}{os.urandom(5).hex()}"
+
+
+def encode(obj: object, threshold: int) -> tuple[bytes, list[memoryview]]:
+    """Pickle ``obj``; return the pickle and the raw bytes of every buffer left out of it."""
+    if not SHARED_MEMORY_AVAILABLE:
+        return pickle.dumps(obj, protocol=_PROTOCOL), []
+    buffers: list[memoryview] = []
+
+    def keep_out(buffer: pickle.PickleBuffer) -> bool:
+        try:
+            raw = buffer.raw()
+        except BufferError:  # not contiguous: pickle it in-band
+            return True
+        if raw.nbytes < threshold:
+            return True
+        buffers.append(raw)
+        return False
+
+    return pickle.dumps(obj, protocol=_PROTOCOL, buffer_callback=keep_out), buffers
+
+
+def decode(data: bytes | memoryview, buffers: list[memoryview]) -> object:
+    """Unpickle, giving the out-of-band buffers (mapped segments) back in order."""
+    return pickle.loads(data, buffers=buffers)
+
+
+def pack_descriptors(descriptors: list[SharedBuffer]) -> bytes:
+    return pickle.dumps([tuple(d) for d in descriptors], protocol=_PROTOCOL) if descriptors else b""
+
+
+def unpack_descriptors(data: bytes | memoryview) -> list[SharedBuffer]:
+    if not data:
+        return []
+    return [SharedBuffer(str(name), int(nbytes)) for name, nbytes in pickle.loads(data)]
 
 
 def create_segment(name: str, size: int) -> int:
@@ -111,102 +139,34 @@ def unlink_segment(name: str) -> None:
     resource_tracker.unregister(name, _TRACKER_TYPE)
 
 
-def describe(array: np.ndarray, name: str) -> SharedArray:
-    """The descriptor of ``array`` once copied into segment ``name`` (F order kept if native)."""
-    flags = array.flags
-    order: Literal["C", "F"] = "F" if flags.f_contiguous and not flags.c_contiguous else "C"
-    return SharedArray(name, tuple(array.shape), array.dtype, order, int(array.nbytes))
-
-
-def array_view(buffer: mmap.mmap, descriptor: SharedArray) -> np.ndarray:
-    """An ndarray over ``buffer`` (no copy); it keeps the mapping alive while it lives."""
-    import numpy as np
-
-    dtype = cast("DTypeLike", descriptor.dtype)
-    return np.ndarray(descriptor.shape, dtype=dtype, buffer=buffer, order=descriptor.order)
-
-
-def copy_into(buffer: mmap.mmap, array: np.ndarray, descriptor: SharedArray) -> None:
-    """Copy ``array`` into a mapped segment (one memcpy for a contiguous array).
-
-    Only for pages that already exist (were written before): storing through a mapping into a
-    hole of a full /dev/shm raises SIGBUS, whereas ``write_array`` gets a clean ENOSPC error.
-    """
-    import numpy as np
-
-    target = array_view(buffer, descriptor)
-    np.copyto(target, array, casting="no")
-    del target
-
-
-def write_array(fd: int, array: np.ndarray, descriptor: SharedArray) -> None:
-    """Write ``array`` into a segment through its fd (no mapping needed; a full /dev/shm is a
-    clean OSError here). For fresh pages this is also faster than storing through a mapping."""
-    import numpy as np
-
-    contiguous = np.asfortranarray if descriptor.order == "F" else np.ascontiguousarray
-    source = contiguous(array)
-    # ravel(order="K") of a contiguous array is a view in memory order: its bytes, no copy.
-    data = source.ravel(order="K").view(np.uint8).data if source.nbytes else memoryview(b"")
+def write_buffer(fd: int, raw: memoryview) -> None:
+    """Write bytes into a segment through its fd: no mapping needed, the GIL is released, and
+    a full /dev/shm is a clean ENOSPC error. For fresh pages this is also the fastest way."""
     offset = 0
-    while offset < len(data):
-        offset += os.pwrite(fd, data[offset : offset + _WRITE_CHUNK], offset)
+    while offset < raw.nbytes:
+        offset += os.pwrite(fd, raw[offset : offset + _WRITE_CHUNK], offset)
 
 
-def _shared_array_placeholder(descriptor: SharedArray) -> object:
-    """Stands for a shared array in a pickle; only the pool's decoder may resolve it."""
-    raise pickle.UnpicklingError(
-        f"shared array {descriptor.name} can only be decoded by the process pool"
-    )
+def copy_buffer(target: mmap.mmap, raw: memoryview) -> None:
+    """Copy bytes into a mapping whose pages all exist (stores into holes of a full /dev/shm
+    would raise SIGBUS). With numpy loaded the copy releases the GIL."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        memoryview(target)[: raw.nbytes] = raw
+        return
+    destination = numpy.frombuffer(target, dtype=numpy.uint8, count=raw.nbytes)
+    numpy.copyto(destination, numpy.frombuffer(raw, dtype=numpy.uint8))
+    del destination
 
 
-class _ArrayPickler(pickle.Pickler):
-    """Pickler that hands large plain ndarrays to ``place`` instead of pickling their data."""
+def address_of(buffer: mmap.mmap | memoryview) -> int | None:
+    """The memory address of a writable buffer (None for a read-only one)."""
+    import ctypes
 
-    def __init__(
-        self, file: io.BytesIO, threshold: int, place: Callable[[np.ndarray], SharedArray]
-    ) -> None:
-        super().__init__(file, protocol=_PROTOCOL)
-        self._threshold = threshold
-        self._place = place
-        self._ndarray = sys.modules["numpy"].ndarray
-
-    def reducer_override(self, obj: object) -> object:  # type: ignore[override]
-        # Called by the C pickler only for objects that are not of a built-in type.
-        if type(obj) is not self._ndarray:
-            return NotImplemented
-        array: np.ndarray = obj  # type: ignore[assignment]
-        if array.nbytes < self._threshold or array.dtype.hasobject:
-            return NotImplemented
-        return (_shared_array_placeholder, (self._place(array),))
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickler that resolves shared-array placeholders through ``attach``."""
-
-    def __init__(self, file: io.BytesIO, attach: Callable[[SharedArray], object]) -> None:
-        super().__init__(file)
-        self._attach = attach
-
-    def find_class(self, module: str, name: str) -> object:
-        if name == "_shared_array_placeholder" and module == __name__:
-            return self._attach
-        return super().find_class(module, name)
-
-
-def encode(
-    obj: object, *, threshold: int, place: Callable[[np.ndarray], SharedArray] | None
-) -> bytes:
-    """Pickle ``obj``; arrays of ``threshold`` bytes or more go through ``place``."""
-    if place is None or "numpy" not in sys.modules or not SHARED_MEMORY_AVAILABLE:
-        return pickle.dumps(obj, protocol=_PROTOCOL)
-    buffer = io.BytesIO()
-    _ArrayPickler(buffer, threshold, place).dump(obj)
-    return buffer.getvalue()
-
-
-def decode(data: bytes, offset: int, attach: Callable[[SharedArray], object]) -> object:
-    """Unpickle ``data[offset:]`` (without copying it), mapping shared arrays via ``attach``."""
-    stream = io.BytesIO(data)
-    stream.seek(offset)
-    return _ArrayUnpickler(stream, attach).load()
+    try:
+        anchor = ctypes.c_char.from_buffer(buffer)
+    except TypeError:
+        return None
+    address = ctypes.addressof(anchor)
+    del anchor
+    return address

@@ -19,7 +19,7 @@ from . import channel
 from .admission import AdmissionQueue, EstimateBook
 from .errors import MemoryLimitExceeded, PoolClosed, RemoteError, TaskTimeout, WorkerCrashed
 from .monitor import MemoryWatch
-from .records import RESULT_HEAD, TaskRecord, decode_error, decode_result
+from .records import TaskRecord, decode_error, decode_result
 from .segments import SegmentStore
 from .snapshot import PoolCounters
 from .workers import Worker, WorkerManager
@@ -90,7 +90,7 @@ class TaskManager:
 
     def _on_answer(self, worker: Worker, frame: bytes) -> None:
         record = worker.task
-        task_id, peak = RESULT_HEAD.unpack_from(frame, 1)
+        task_id, peak, _ = channel.ANSWER_HEAD.unpack_from(frame, 1)
         if record is None or task_id != record.task_id:
             self._protocol_error(worker, f"answer for task {task_id}, which it is not running")
             return

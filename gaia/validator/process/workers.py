@@ -169,7 +169,8 @@ class WorkerManager:
         assert worker.state in (WorkerState.IDLE, WorkerState.BUSY)
         worker.state = WorkerState.BUSY
         worker.inflight.append(record)
-        worker.channel.send(channel.RUN, _TASK_ID.pack(record.task_id), record.call)
+        head = channel.RUN_HEAD.pack(record.task_id, len(record.buffers))
+        worker.channel.send(channel.RUN, head, record.buffers, record.call)
 
     def cancel_queued(self, worker: Worker, record: TaskRecord) -> None:
         """Ask the child to drop a task it has not started (it answers SKIPPED if in time)."""
