@@ -4,6 +4,8 @@ an abandoned claim is handed back, close is final, retention options apply."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -18,6 +20,7 @@ from gaia.validator.queues import open_queue
 from gaia.validator.queues.sqlite import SqliteQueue
 from gaia.validator.queues.sqlite.database import Kind
 from gaia.validator.queues.sqlite.doorbell import SUFFIX, wake_directory
+from gaia.validator.queues.sqlite.gate import gate_path
 
 
 async def _open(path: Path, query: str = "", clock: FakeClock | None = None) -> SqliteQueue:
@@ -233,3 +236,22 @@ async def test_claims_relax_fsync_only_for_their_own_commit(queue: SqliteQueue) 
     await queue.heartbeat(lease)
     await queue.complete(lease)
     assert await level() == 2
+
+
+async def test_commits_wait_their_turn_at_the_writer_gate(queue: SqliteQueue) -> None:
+    """Another process's database thread holding the gate (here: this test) makes a commit
+    wait in the kernel, not fail; it goes through as soon as the gate is let go."""
+    path = gate_path(queue.options.path)
+    await queue.enqueue(new_job("test.noop", {}))  # creates the gate file
+    assert path.exists()
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        pending = asyncio.create_task(queue.enqueue(new_job("test.noop", {"n": 2})))
+        await asyncio.sleep(0.2)
+        assert not pending.done(), "the commit waits for the gate"
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        stored = await pending
+    finally:
+        os.close(descriptor)
+    assert await queue.get(stored.id) == stored

@@ -31,6 +31,7 @@ from enum import Enum
 from typing import Generic, TypeVar
 
 from gaia.validator.core.errors import QueueClosed
+from gaia.validator.queues.sqlite.gate import WriterGate, gate_path
 from gaia.validator.queues.sqlite.options import SqliteOptions
 from gaia.validator.queues.sqlite.schema import migrate
 
@@ -118,6 +119,7 @@ class Database:
         self._ring = ring
         self._inbox: queue.SimpleQueue[_Work[object] | None] = queue.SimpleQueue()
         self._connection: sqlite3.Connection | None = None
+        self._gate = WriterGate(gate_path(options.path))
         self._closed = False
         self._stopped = concurrent.futures.Future[None]()
         self._thread = threading.Thread(target=self._serve, name="gaia-sqlite", daemon=True)
@@ -189,9 +191,15 @@ class Database:
                         break
                     batch.append(more)
                 # A caller that already gave up (cancelled) needs nothing done.
-                self._run_batch([work for work in batch if not work.future.cancelled()])
+                live = [work for work in batch if not work.future.cancelled()]
+                try:
+                    self._run_batch(live)
+                except Exception as exc:  # a bug here must fail the callers, not hang them
+                    log.exception("sqlite queue %s: database thread error", self.options.path)
+                    self._deliver([(work, False, exc) for work in live])
         finally:
             self._disconnect()
+            self._gate.close()
             self._stopped.set_result(None)
 
     def _run_batch(self, batch: list[_Work[object]]) -> None:
@@ -226,7 +234,7 @@ class Database:
         budget = min(work.retry_for for work in changes)
         relaxed = self.options.synchronous == "full" and not any(w.durable for w in changes)
         try:
-            outcomes = self._with_retry(budget, lambda db: self._group(db, changes, relaxed))
+            outcomes = self._with_retry(budget, lambda db: self._gated(db, changes, relaxed))
         except Exception as exc:
             return [(work, False, exc) for work in changes]
         return [(work, ok, value) for work, (ok, value) in zip(changes, outcomes, strict=True)]
@@ -240,6 +248,12 @@ class Database:
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting
                 loop.call_soon_threadsafe(_resolve, items)
+
+    def _gated(
+        self, connection: sqlite3.Connection, changes: list[_Work[object]], relaxed: bool
+    ) -> list[_Outcome]:
+        with self._gate:
+            return self._group(connection, changes, relaxed)
 
     @staticmethod
     def _group(

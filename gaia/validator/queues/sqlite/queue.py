@@ -10,8 +10,11 @@ wake-up from another process through :mod:`.doorbell`, the next delayed job's du
 ``idle_recheck`` safety interval). Times come from the injected ``clock``; processes sharing a
 file share the host clock.
 
-Durability: with ``synchronous=full`` (the default) an acknowledged enqueue or state change
-survives a process crash and power loss; ``synchronous=normal`` survives a process crash only.
+Durability: with ``synchronous=full`` (the default) an acknowledged enqueue, completion, retry,
+failure, cancel or requeue survives a process crash and power loss; claims and heartbeats skip
+the fsync (see :meth:`.database.Database.submit` for why that loses nothing). With
+``synchronous=normal`` every acknowledged change survives a process crash, not an OS crash.
+Concurrent state changes of one queue object are committed together (group commit).
 """
 
 from __future__ import annotations
