@@ -18,7 +18,7 @@ from clock import FakeClock
 from gaia.validator.core import Job, JobError, JobStatus, LeaseLost, QueueClosed, new_job
 from gaia.validator.queues import open_queue
 from gaia.validator.queues.sqlite import SqliteQueue
-from gaia.validator.queues.sqlite.database import Kind
+from gaia.validator.queues.sqlite.database import WAL_SIZE_LIMIT, Kind
 from gaia.validator.queues.sqlite.doorbell import SUFFIX, wake_directory
 from gaia.validator.queues.sqlite.gate import gate_path
 
@@ -255,3 +255,18 @@ async def test_commits_wait_their_turn_at_the_writer_gate(queue: SqliteQueue) ->
     finally:
         os.close(descriptor)
     assert await queue.get(stored.id) == stored
+
+
+async def test_connection_settings_follow_the_url(tmp_path: Path) -> None:
+    queue = await _open(tmp_path / "q.db", "busy_timeout=2.5&synchronous=normal")
+    try:
+
+        def settings(db: sqlite3.Connection) -> tuple[object, ...]:
+            return tuple(
+                db.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("journal_mode", "synchronous", "busy_timeout", "journal_size_limit")
+            )
+
+        assert await queue._db.run(settings, Kind.READ) == ("wal", 1, 2500, WAL_SIZE_LIMIT)
+    finally:
+        await queue.close()

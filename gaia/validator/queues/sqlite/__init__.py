@@ -2,6 +2,12 @@
 
 The embedded default for one machine; standard library only. See :mod:`.queue` for the design
 and :mod:`.options` for the URL's query parameters.
+
+Files beside ``queue.db``: SQLite's ``queue.db-wal`` and ``queue.db-shm``; ``queue.db-gate``
+(the writer gate, :mod:`.gate`) and ``queue.db-wake/`` (one FIFO per waiting queue object,
+:mod:`.doorbell`). The file must be on a local disk (WAL needs shared memory between the
+processes), and every process sharing it uses the host's clock. Back up with SQLite's online
+backup (``sqlite3 queue.db ".backup copy.db"``), not by copying files under a running worker.
 """
 
 from __future__ import annotations

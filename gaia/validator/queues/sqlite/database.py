@@ -43,6 +43,7 @@ _BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _RECONNECT = frozenset({sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PROTOCOL})
 _FIRST_BACKOFF = 0.01
 _MAX_BACKOFF = 1.0
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
 MAX_GROUP = 64
 """Most state changes committed together."""
 
@@ -73,6 +74,8 @@ def connect(options: SqliteOptions) -> sqlite3.Connection:
                 "is the file on a network file system?"
             )
         connection.execute(f"PRAGMA synchronous = {options.synchronous.upper()}")
+        # After a burst, checkpoints cut the write-ahead log back to this size (64 MiB).
+        connection.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT:d}")
         migrate(connection, str(options.path))
     except BaseException:
         connection.close()
