@@ -63,4 +63,5 @@ __all__ = [
     "StageName",
     "WindowScores",
     "open_results",
+    "parse_results_url",
 ]

@@ -30,6 +30,7 @@ from gaia.tasks.weather.results.dialect import (
 from gaia.tasks.weather.results.records import (
     STAGES,
     MinerRow,
+    ResultsError,
     RunConflict,
     StageFailure,
     StageName,
@@ -60,6 +61,12 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 _FIELD_ORDER = ("stage", "lead_hours", "variable", "level")
+_INSERT_RUN = (
+    "INSERT INTO runs (run_id, init_time) VALUES (?, ?) ON CONFLICT (run_id) DO UPDATE SET "
+    "init_time = CASE WHEN runs.init_time = excluded.init_time THEN runs.init_time END"
+)
+"""A run saved again with another init time sets NULL, which NOT NULL refuses: the whole save
+fails atomically even when two savers race past the check before it."""
 _RUN_RECORDS = (
     "SELECT r.run_id, r.init_time, v.hotkey, v.value FROM runs r "
     "JOIN run_values v ON v.run_id = r.run_id WHERE r.init_time >= ?"
@@ -100,12 +107,15 @@ class ResultsStore:
         rows = [(run_id, _key(hk, "hotkey"), None if uid is None else codec.integer(uid, "uid"))
                 for hk, uid in sorted((miners or {}).items())]
         await self._check_init_time(run_id, moment)
-        await self._db.write(f"run:{run_id}", [
-            Statement("INSERT INTO runs (run_id, init_time) VALUES (?, ?) "
-                      "ON CONFLICT (run_id) DO NOTHING", [(run_id, self._d.time(moment))]),
-            Statement(RUN_MINERS.upsert({"uid": "COALESCE(excluded.uid, run_miners.uid)"}), rows),
-        ])
-        await self._check_init_time(run_id, moment)
+        try:
+            await self._db.write(f"run:{run_id}", [
+                Statement(_INSERT_RUN, [(run_id, self._d.time(moment))]),
+                Statement(RUN_MINERS.upsert({"uid": "COALESCE(excluded.uid, run_miners.uid)"}),
+                          rows),
+            ])
+        except ResultsError:
+            await self._check_init_time(run_id, moment)  # a racing save with another time
+            raise
 
     async def _check_init_time(self, run_id: str, moment: datetime) -> None:
         stored = await self.init_time(run_id)

@@ -96,16 +96,16 @@ def _seconds(name: str, text: str) -> float:
 
 
 def _parse_sqlite(url: str) -> SqliteTarget:
-    if not url.lower().startswith("sqlite:///"):
-        raise ResultsURLError(
-            f"sqlite URL {url!r} must start with sqlite:/// (sqlite:///relative.db or "
-            "sqlite:////absolute/path.db)"
-        )
     parts = urlsplit(url)
     if parts.netloc:
         raise ResultsURLError(
             f"sqlite URL {url!r} names a host {parts.netloc!r}; use sqlite:///relative.db "
             "or sqlite:////absolute/path.db (three or four slashes)"
+        )
+    if not url.lower().startswith("sqlite:///"):
+        raise ResultsURLError(
+            f"sqlite URL {url!r} must start with sqlite:/// (sqlite:///relative.db or "
+            "sqlite:////absolute/path.db)"
         )
     if parts.fragment:
         raise ResultsURLError(f"sqlite URL {url!r} must not have a #fragment")
