@@ -20,6 +20,7 @@ from gaia.validator.core import (
 )
 from gaia.validator.queues import open_queue
 from gaia.validator.queues.redis import RedisQueue
+from gaia.validator.queues.redis.queue import ENQUEUE_CHUNK
 
 Opener = Callable[..., Awaitable[RedisQueue]]
 
@@ -200,6 +201,13 @@ async def test_batch_with_a_repeated_or_existing_id_stores_nothing(
     with pytest.raises(ValueError, match="twice"):
         await queue.enqueue_many([fresh, fresh])
     assert await queue.get(fresh.id) is None
+    many = [new_job("test.noop", {}, now=clock()) for _ in range(ENQUEUE_CHUNK + 1)]
+    with pytest.raises(ValueError, match=f"{existing.id} already exists"):
+        await queue.enqueue_many([*many, existing])
+    assert (await queue.stats()).total(JobStatus.QUEUED) == 1, "no chunk was stored"
+    stored = await queue.enqueue_many(many)
+    assert [job.id for job in stored] == [job.id for job in many]
+    assert (await queue.stats()).total(JobStatus.QUEUED) == len(many) + 1
 
 
 async def test_requeue_refused_while_another_job_holds_the_dedupe_key(

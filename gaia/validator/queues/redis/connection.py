@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
 from redis.asyncio import Redis
@@ -73,6 +73,16 @@ class RedisLink:
 
         async def run(resent: bool) -> Reply:
             return await self._scripts.call(name, arguments(resent))
+
+        return await self.reconnecting(run)
+
+    async def script_stream(
+        self, name: str, calls: Callable[[bool], Iterable[Sequence[str]]]
+    ) -> list[Reply]:
+        """Calls of script ``name`` built lazily by ``calls(resent)``, streamed in order."""
+
+        async def run(resent: bool) -> list[Reply]:
+            return await self._scripts.stream(name, lambda: calls(resent))
 
         return await self.reconnecting(run)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
@@ -60,6 +60,35 @@ class ScriptPipeline:
         self._pending.append(call)
         return call.reply
 
+    async def stream(self, name: str, calls: Callable[[], Iterable[Sequence[str]]]) -> list[Reply]:
+        """Calls of script ``name``, in order on one connection, each sent once it is built.
+
+        The server runs one call while the next is being packed. Returns the replies in order;
+        raises the first error reply, after reading them all.
+        """
+        replies = await self._stream_once(name, calls())
+        if any(isinstance(reply, NoScriptError) for reply in replies):
+            await self.load()  # none of them ran: run them all again
+            replies = await self._stream_once(name, calls())
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise self._translate(reply)
+        return replies
+
+    async def _stream_once(self, name: str, calls: Iterable[Sequence[str]]) -> list[Reply]:
+        connection = await _borrow(self._pool)
+        try:
+            sent = 0
+            for arguments in calls:
+                await connection.send_packed_command(_pack(self._prefix[name], arguments), False)
+                sent += 1
+            return [await _read(connection) for _ in range(sent)]
+        except BaseException:
+            await connection.disconnect()
+            raise
+        finally:
+            await self._pool.release(connection)
+
     def _flush(self) -> None:
         calls, self._pending = self._pending, []
         task = asyncio.create_task(self._send(calls))
@@ -96,13 +125,7 @@ class ScriptPipeline:
         connection = await _borrow(self._pool)
         try:
             await connection.send_packed_command(b"".join(call.packed for call in calls), False)
-            replies: list[Reply] = []
-            for _ in calls:
-                try:
-                    replies.append(await connection.read_response())
-                except ResponseError as error:
-                    replies.append(error)
-            return replies
+            return [await _read(connection) for _ in calls]
         except BaseException:
             await connection.disconnect()
             raise
@@ -116,13 +139,27 @@ class _Call:
     __slots__ = ("packed", "reply")
 
     def __init__(self, prefix: tuple[int, bytes], arguments: Sequence[str]) -> None:
-        count, head = prefix
-        parts = [b"*%d\r\n" % (count + len(arguments)), head]
-        for argument in arguments:
-            data = argument.encode()
-            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-        self.packed = b"".join(parts)
+        self.packed = _pack(prefix, arguments)
         self.reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+
+
+def _pack(prefix: tuple[int, bytes], arguments: Sequence[str]) -> bytes:
+    """RESP of ``EVALSHA <sha> 0 <arguments...>``."""
+    count, head = prefix
+    parts = [b"*%d\r\n" % (count + len(arguments)), head]
+    for argument in arguments:
+        data = argument.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+async def _read(connection: AbstractConnection) -> Reply:
+    """The next reply; an error reply is returned, not raised."""
+    try:
+        reply: Reply = await connection.read_response()
+    except ResponseError as error:
+        return error
+    return reply
 
 
 def _evalsha_prefix(sha: str) -> tuple[int, bytes]:

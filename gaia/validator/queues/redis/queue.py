@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 
 from gaia.validator.core import lifecycle
 from gaia.validator.core.errors import CorruptJob, InvalidTransition, LeaseLost
@@ -17,8 +17,8 @@ from gaia.validator.queues.redis.connection import RedisLink
 from gaia.validator.queues.redis.options import RedisOptions, expire_seconds
 from gaia.validator.queues.redis.pipelining import Reply
 from gaia.validator.queues.redis.records import (
+    decode_changes,
     decode_hash,
-    decode_overlay,
     enqueue_fields,
     error_text,
     json_text,
@@ -28,7 +28,7 @@ from gaia.validator.queues.redis.records import (
 
 log = logging.getLogger(__name__)
 
-ENQUEUE_CHUNK = 2_000  # jobs per enqueue script call: bounds how long one call holds Redis
+ENQUEUE_CHUNK = 250  # jobs per enqueue script call: the next chunk is packed while one runs
 REAP_LIMIT = 1_000  # expired leases / purges handled per set and reap script call
 STATUS_ORDER = (
     JobStatus.QUEUED,
@@ -67,12 +67,17 @@ class RedisQueue(Queue):
 
         def with_header(resent: bool) -> list[str]:
             now = self._clock()
-            header = [self.keys.prefix, number_text(now), "1" if resent else "0"]
-            for ttl, expire in self._retention:
-                header += ["", ""] if ttl is None else [number_text(now + ttl), expire]
-            return [*header, *arguments(now)]
+            return [*self._header(resent, now), *arguments(now)]
 
         return await self._link.script(name, with_header)
+
+    def _header(self, resent: bool, now: float | None = None) -> list[str]:
+        """The arguments every script starts with (see :mod:`.scripts`)."""
+        now = self._clock() if now is None else now
+        header = [self.keys.prefix, number_text(now), "1" if resent else "0"]
+        for ttl, expire in self._retention:
+            header += ["", ""] if ttl is None else [number_text(now + ttl), expire]
+        return header
 
     async def _job(self, name: str, *arguments: str) -> Job:
         reply = await self._run(name, *arguments)
@@ -82,13 +87,18 @@ class RedisQueue(Queue):
     async def _settle(self, name: str, lease: Lease, *arguments: str) -> Job:
         reply = await self._run(name, lease.job_id, str(lease.token), *arguments)
         assert isinstance(reply, list)
-        return decode_overlay(lease.job, reply)
+        return decode_changes(lease.job, reply)
 
     # -- writing ---------------------------------------------------------------------------
     async def enqueue(self, job: Job) -> Job:
         return (await self.enqueue_many([job]))[0]
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[Job]:
+        """Store ``jobs`` in chunks of ENQUEUE_CHUNK, one script call each, streamed in order.
+
+        Ids already stored refuse the whole batch before anything is written (checked up front
+        for a batch of several chunks, and again by each chunk's script).
+        """
         self._link.check_open()
         seen: set[str] = set()
         for job in jobs:
@@ -97,17 +107,32 @@ class RedisQueue(Queue):
             if job.id in seen:
                 raise ValueError(f"job id {job.id} appears twice in one batch")
             seen.add(job.id)
+        if len(jobs) > ENQUEUE_CHUNK:
+            await self._refuse_existing(jobs)
+
+        def calls(resent: bool) -> Iterator[list[str]]:
+            for start in range(0, len(jobs), ENQUEUE_CHUNK):
+                chunk = jobs[start : start + ENQUEUE_CHUNK]
+                arguments = [*self._header(resent), str(len(chunk))]
+                for job in chunk:
+                    arguments += enqueue_fields(job)
+                yield arguments
+
+        replies = await self._link.script_stream("enqueue", calls)
         stored: list[Job] = []
-        for start in range(0, len(jobs), ENQUEUE_CHUNK):
-            chunk = jobs[start : start + ENQUEUE_CHUNK]
-            arguments = [str(len(chunk))]
-            for job in chunk:
-                arguments += enqueue_fields(job)
-            reply = await self._run("enqueue", *arguments)
-            assert isinstance(reply, list) and len(reply) == len(chunk)
-            for job, entry in zip(chunk, reply, strict=True):
-                stored.append(job if entry == 0 else decode_hash(pairs(entry)))
+        for reply in replies:
+            assert isinstance(reply, list)
+            for entry in reply:
+                stored.append(jobs[len(stored)] if entry == 0 else decode_hash(pairs(entry)))
+        assert len(stored) == len(jobs)
         return stored
+
+    async def _refuse_existing(self, jobs: Sequence[Job]) -> None:
+        keys = [self.keys.job(job.id) for job in jobs]
+        if await self._link.command("EXISTS", *keys):
+            for job, key in zip(jobs, keys, strict=True):
+                if await self._link.command("EXISTS", key):
+                    raise ValueError(f"a job with id {job.id} already exists")
 
     # -- claiming --------------------------------------------------------------------------
     async def claim(
@@ -225,7 +250,7 @@ class RedisQueue(Queue):
             lambda now: [lease.job_id, str(lease.token), number_text(now + lease_seconds), shown],
         )
         assert isinstance(job, list)
-        return lifecycle.lease_for(decode_overlay(lease.job, job))
+        return lifecycle.lease_for(decode_changes(lease.job, job))
 
     async def complete(self, lease: Lease, result: JSONValue = None) -> Job:
         return await self._settle("complete", lease, json_text(result))

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
-from gaia.validator.core.codec import encode_job, error_to_record, job_from_record, job_to_record
+from gaia.validator.core.codec import encode_job, error_to_record, job_from_record
 from gaia.validator.core.errors import CorruptJob
-from gaia.validator.core.job import Job, JobError
+from gaia.validator.core.job import Job, JobError, Progress
 from gaia.validator.core.json_value import JSONValue
+from gaia.validator.core.status import JobStatus
 
 
 def _integer(text: str) -> JSONValue:
@@ -98,20 +100,64 @@ def pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[0::2], flat[1::2], strict=True))
 
 
-def decode_overlay(job: Job, values: list[bytes | None]) -> Job:
-    """``job`` with the overlay fields a settling script returned (``OVERLAY`` order) laid on.
+def decode_changes(job: Job, flat: list[bytes]) -> Job:
+    """``job`` with the overlay fields a settling script returned (name, value, ...) laid on.
 
-    A settling step never changes ``spec``, so the lease's copy of the job supplies the rest.
+    A settling step never changes ``spec``, and while a lease holds only the fields the step
+    wrote and those a heartbeat moves can differ from the lease's copy of the job; the script
+    returns just those, which keeps the hot path short.
     """
-    record = job_to_record(job)
-    for (name, (field, parse)), raw in zip(OVERLAY.items(), values, strict=True):
-        if raw is None:
-            continue
-        try:
-            record[field] = parse(raw.decode())
-        except (ValueError, UnicodeDecodeError):
-            raise CorruptJob(f"job record field {name!r} is invalid: {raw[:80]!r}") from None
-    return job_from_record(record)
+    changes: dict[str, object] = {}
+    try:
+        for name, raw in zip(flat[0::2], flat[1::2], strict=True):
+            field, parse = _OVERLAY_BYTES[name]
+            changes[field] = _AS_ATTRIBUTE.get(field, _same)(parse(raw.decode()))
+        return replace(job, **changes)  # type: ignore[arg-type]
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+        raise CorruptJob(f"job record {job.id} returned by a script is invalid: {exc}") from None
+
+
+def _same(value: JSONValue) -> object:
+    return value
+
+
+def _as_status(value: JSONValue) -> JobStatus:
+    if not isinstance(value, str):
+        raise ValueError(f"status must be a string, got {value!r}")
+    return JobStatus(value)
+
+
+def _as_error(value: JSONValue) -> JobError | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"error must be an object, got {value!r}")
+    message, kind, trace = value["message"], value["kind"], value.get("traceback")
+    if not isinstance(message, str) or not isinstance(kind, str):
+        raise ValueError(f"error message and kind must be strings, got {value!r}")
+    if trace is not None and not isinstance(trace, str):
+        raise ValueError(f"error traceback must be a string, got {trace!r}")
+    return JobError(message, kind, trace)
+
+
+def _as_progress(value: JSONValue) -> Progress | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"progress must be an object, got {value!r}")
+    done, total, message = value["done"], value.get("total"), value.get("message", "")
+    if not isinstance(done, int | float) or not isinstance(message, str):
+        raise ValueError(f"progress is invalid: {value!r}")
+    if total is not None and not isinstance(total, int | float):
+        raise ValueError(f"progress total must be a number, got {total!r}")
+    return Progress(float(done), None if total is None else float(total), message)
+
+
+_AS_ATTRIBUTE: dict[str, Callable[[JSONValue], object]] = {
+    "status": _as_status,
+    "error": _as_error,
+    "progress": _as_progress,
+}
 
 
 def decode_hash(fields: Mapping[bytes, bytes]) -> Job:

@@ -10,7 +10,7 @@ own arguments from ``ARGV[A]`` on:
 
 Scripts never format floats (Lua's ``tostring`` keeps 14 digits, and formatting is slow): every
 time is computed by the client and copied verbatim from the arguments. Settling steps return
-the job's overlay fields (``OVERLAY`` order, see :mod:`.records`) rather than the whole hash. Errors
+only the overlay fields they changed (see ``changed``) rather than the whole hash. Errors
 are replies whose first word is a code (see :mod:`.connection`); a script returns an error only
 before its first write, so a refused step changes nothing.
 """
@@ -71,9 +71,22 @@ local function flat_of(f)
   return out
 end
 
-local function overlay_of(f)
-  local out = {}
-  for i, name in ipairs(OVERLAY) do out[i] = f[name] or false end
+-- A settling step's reply: name/value pairs of what it changed, and of the fields a
+-- heartbeat may have moved since the caller's copy; `changes` nil: every overlay field.
+local VOLATILE = {'progress', 'lease_expires_at', 'updated_at'}
+local function changed(f, changes)
+  local out, seen = {}, {}
+  for k, v in pairs(changes or {}) do
+    out[#out + 1] = k
+    out[#out + 1] = v
+    seen[k] = true
+  end
+  for _, k in ipairs(changes and VOLATILE or OVERLAY) do
+    if not seen[k] and f[k] then
+      out[#out + 1] = k
+      out[#out + 1] = f[k]
+    end
+  end
   return out
 end
 

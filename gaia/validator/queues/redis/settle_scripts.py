@@ -1,7 +1,7 @@
 """Lua bodies of the steps a lease holder takes: heartbeat, complete, retry, fail, release.
 
 Each is fenced: it acts only if the job is running under the caller's lease token (see ``held``
-in the prelude of :mod:`.scripts`), and returns the job's overlay fields after the step. A step
+in the prelude of :mod:`.scripts`), and returns the fields it changed (see ``changed``). A step
 re-sent after a lost reply finds the job already in the step's target status with the same token
 and returns it unchanged.
 """
@@ -17,7 +17,7 @@ local changes = {lease_expires_at = ARGV[A + 2], updated_at = NOW_S}
 if ARGV[A + 3] ~= '' then changes.progress = ARGV[A + 3] end
 update(id, f, changes)
 redis.call('ZADD', index_key(f.type, 'running'), ARGV[A + 2], id)
-return overlay_of(f)
+return changed(f, changes)
 """
 
 COMPLETE = r"""
@@ -25,8 +25,10 @@ COMPLETE = r"""
 local id, token = ARGV[A], ARGV[A + 1]
 local f, done = held(id, token, {succeeded = true})
 if not f then return done end
-if not done then finish(id, f, 'succeeded', {result = ARGV[A + 2]}) end
-return overlay_of(f)
+if done then return changed(f, nil) end
+local changes = {result = ARGV[A + 2]}
+finish(id, f, 'succeeded', changes)
+return changed(f, changes)
 """
 
 FAIL = r"""
@@ -34,8 +36,10 @@ FAIL = r"""
 local id, token = ARGV[A], ARGV[A + 1]
 local f, done = held(id, token, {dead = true})
 if not f then return done end
-if not done then finish(id, f, 'dead', {error = ARGV[A + 2]}) end
-return overlay_of(f)
+if done then return changed(f, nil) end
+local changes = {error = ARGV[A + 2]}
+finish(id, f, 'dead', changes)
+return changed(f, changes)
 """
 
 RETRY = r"""
@@ -45,21 +49,21 @@ RETRY = r"""
 local id, token = ARGV[A], ARGV[A + 1]
 local f, done = held(id, token, {retry_scheduled = true, dead = true})
 if not f then return done end
-if not done then
-  local given, counted = ARGV[A + 3], ARGV[A + 4] == '1'
-  local attempts = tonumber(f.attempts)
-  if not counted then attempts = math.max(0, attempts - 1) end
-  if counted and attempts >= tonumber(f.max_attempts) then
-    finish(id, f, 'dead', {error = given ~= '' and given or ARGV[A + 5]})
-  else
-    local at = ARGV[A + 2]
-    local changes = {attempts = tostring(attempts),
-                     not_before = tonumber(at) > NOW and at or NOW_S}
-    if given ~= '' then changes.error = given end
-    reschedule(id, f, 'retry_scheduled', changes)
-  end
+if done then return changed(f, nil) end
+local given, counted = ARGV[A + 3], ARGV[A + 4] == '1'
+local attempts = tonumber(f.attempts)
+if not counted then attempts = math.max(0, attempts - 1) end
+local changes
+if counted and attempts >= tonumber(f.max_attempts) then
+  changes = {error = given ~= '' and given or ARGV[A + 5]}
+  finish(id, f, 'dead', changes)
+else
+  local at = ARGV[A + 2]
+  changes = {attempts = tostring(attempts), not_before = tonumber(at) > NOW and at or NOW_S}
+  if given ~= '' then changes.error = given end
+  reschedule(id, f, 'retry_scheduled', changes)
 end
-return overlay_of(f)
+return changed(f, changes)
 """
 
 RELEASE = r"""
@@ -67,12 +71,11 @@ RELEASE = r"""
 local id, token = ARGV[A], ARGV[A + 1]
 local f, done = held(id, token, {queued = true})
 if not f then return done end
-if not done then
-  reschedule(id, f, 'queued', {
-    attempts = tostring(math.max(0, tonumber(f.attempts) - 1)), worker_id = '',
-    not_before = tonumber(f.not_before) > NOW and NOW_S or f.not_before})
-end
-return overlay_of(f)
+if done then return changed(f, nil) end
+local changes = {attempts = tostring(math.max(0, tonumber(f.attempts) - 1)), worker_id = '',
+                 not_before = tonumber(f.not_before) > NOW and NOW_S or f.not_before}
+reschedule(id, f, 'queued', changes)
+return changed(f, changes)
 """
 
 SETTLE_SCRIPTS: dict[str, str] = {
