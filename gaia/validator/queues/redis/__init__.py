@@ -4,8 +4,15 @@ Every lifecycle step (enqueue, claim, heartbeat, complete, retry, fail, release,
 requeue, reap) is one Lua script, so it is atomic on the server. Due jobs wait in a sorted set
 per job type, delayed and retry-scheduled ones in another, scored by due time, which the claim
 script promotes. Waiting claimers block in BLPOP on wake-up lists that enqueue, retry, release,
-requeue and reap push to. Key layout: :mod:`.keys`; options: :mod:`.options`. Times come from
-the client's clock: keep machines NTP-synced (skew well below the lease length).
+requeue and reap push to. Script calls made in the same event-loop turn share one pipeline;
+``RedisQueue.claim_many`` claims several jobs in one call. Key layout: :mod:`.keys`; options:
+:mod:`.options`. Times come from the client's clock: keep machines NTP-synced (skew well below
+the lease length).
+
+On connection loss every call reconnects with backoff (up to ``retry_for`` seconds) and is sent
+again, marked as a re-send, so a step whose reply was lost is not applied twice. One case costs
+time, not work: a claim whose reply is lost leaves its job running under a lease nobody holds,
+until the reaper reclaims it (counted as an attempt).
 
 Durability is the server's AOF setting (each script's writes enter the AOF as one MULTI/EXEC,
 so a restart never replays half a step):

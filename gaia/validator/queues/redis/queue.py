@@ -107,6 +107,8 @@ class RedisQueue(Queue):
             if job.id in seen:
                 raise ValueError(f"job id {job.id} appears twice in one batch")
             seen.add(job.id)
+        if not jobs:
+            return []
         if len(jobs) > ENQUEUE_CHUNK:
             await self._refuse_existing(jobs)
 

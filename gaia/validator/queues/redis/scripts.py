@@ -50,10 +50,20 @@ end
 
 -- The whole record as a table of fields; meta entries start with '_'. A record is sound when
 -- every field a step relies on is readable, so no step can fail half-way through.
-local function read(id)
-  local flat = redis.call('HGETALL', job_key(id))
-  local f = {_exists = #flat > 0}
-  for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
+-- `names`: read only these fields (the first must be 'status'); nil: the whole record.
+local function read(id, names)
+  local f
+  if names then
+    local values = redis.call('HMGET', job_key(id), unpack(names))
+    f = {_exists = values[1] ~= false or redis.call('EXISTS', job_key(id)) == 1}
+    for i, name in ipairs(names) do
+      if values[i] then f[name] = values[i] end
+    end
+  else
+    local flat = redis.call('HGETALL', job_key(id))
+    f = {_exists = #flat > 0}
+    for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
+  end
   f._sound = f.type ~= nil and (ACTIVE[f.status] or TERMINAL[f.status]) ~= nil
   for _, name in ipairs({'seq', 'priority', 'not_before', 'attempts', 'max_attempts',
                          'lease_token'}) do
@@ -198,8 +208,12 @@ end
 
 -- The job if `token` holds its lease; with `done` (statuses a re-sent step may have produced
 -- already), also the job when it is there with the same token, and true as second value.
+-- Reads only what a settling step needs (not the spec, result or error).
+local HELD_FIELDS = {'status', 'type', 'seq', 'priority', 'not_before', 'attempts',
+                     'max_attempts', 'lease_token', 'dedupe', 'lease_expires_at', 'worker_id',
+                     'progress', 'updated_at'}
 local function held(id, token, done)
-  local f = read(id)
+  local f = read(id, HELD_FIELDS)
   if f._sound and tonumber(f.lease_token) == tonumber(token) then
     if f.status == 'running' then return f, false end
     if RESENT and done and done[f.status] then return f, true end

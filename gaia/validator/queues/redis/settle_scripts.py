@@ -25,7 +25,7 @@ COMPLETE = r"""
 local id, token = ARGV[A], ARGV[A + 1]
 local f, done = held(id, token, {succeeded = true})
 if not f then return done end
-if done then return changed(f, nil) end
+if done then return changed(read(id), nil) end
 local changes = {result = ARGV[A + 2]}
 finish(id, f, 'succeeded', changes)
 return changed(f, changes)
@@ -36,7 +36,7 @@ FAIL = r"""
 local id, token = ARGV[A], ARGV[A + 1]
 local f, done = held(id, token, {dead = true})
 if not f then return done end
-if done then return changed(f, nil) end
+if done then return changed(read(id), nil) end
 local changes = {error = ARGV[A + 2]}
 finish(id, f, 'dead', changes)
 return changed(f, changes)
@@ -49,7 +49,7 @@ RETRY = r"""
 local id, token = ARGV[A], ARGV[A + 1]
 local f, done = held(id, token, {retry_scheduled = true, dead = true})
 if not f then return done end
-if done then return changed(f, nil) end
+if done then return changed(read(id), nil) end
 local given, counted = ARGV[A + 3], ARGV[A + 4] == '1'
 local attempts = tonumber(f.attempts)
 if not counted then attempts = math.max(0, attempts - 1) end
@@ -71,7 +71,7 @@ RELEASE = r"""
 local id, token = ARGV[A], ARGV[A + 1]
 local f, done = held(id, token, {queued = true})
 if not f then return done end
-if done then return changed(f, nil) end
+if done then return changed(read(id), nil) end
 local changes = {attempts = tostring(math.max(0, tonumber(f.attempts) - 1)), worker_id = '',
                  not_before = tonumber(f.not_before) > NOW and NOW_S or f.not_before}
 reschedule(id, f, 'queued', changes)
