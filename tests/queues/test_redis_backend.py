@@ -72,6 +72,27 @@ async def test_claim_many_takes_jobs_in_claim_order(open_redis: Opener, clock: F
     assert stored is not None and stored.status is JobStatus.RUNNING and stored.attempts == 1
 
 
+async def test_concurrent_single_claims_share_a_script_call(
+    open_redis: Opener, clock: FakeClock
+) -> None:
+    queue = await open_redis()
+    jobs = [new_job("test.noop", {"n": n}, now=clock()) for n in range(3)]
+    await queue.enqueue_many(jobs)
+    await command(queue, "CONFIG", "RESETSTAT")
+    leases = await asyncio.gather(*(queue.claim(f"w{n}") for n in range(5)))
+    stats = await command(queue, "INFO", "commandstats")
+    assert isinstance(stats, dict) and stats["cmdstat_evalsha"]["calls"] == 1
+    assert [lease.job_id if lease else None for lease in leases] == [
+        *(job.id for job in jobs),
+        None,
+        None,
+    ]
+    for n, lease in enumerate(leases[:3]):
+        assert lease is not None and lease.worker_id == f"w{n}"
+        stored = await queue.get(lease.job_id)
+        assert stored is not None and stored.worker_id == f"w{n}"
+
+
 async def test_unreadable_lifecycle_field_is_dead_lettered_by_the_claim_script(
     open_redis: Opener, clock: FakeClock
 ) -> None:

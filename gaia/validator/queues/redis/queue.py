@@ -13,6 +13,7 @@ from gaia.validator.core.job import Job, JobError, Progress
 from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.queue import Lease, Queue, QueueStats
 from gaia.validator.core.status import JobStatus
+from gaia.validator.queues.redis.claiming import ClaimBatcher, split_claim_reply
 from gaia.validator.queues.redis.connection import RedisLink
 from gaia.validator.queues.redis.options import RedisOptions, expire_seconds
 from gaia.validator.queues.redis.pipelining import Reply
@@ -52,6 +53,7 @@ class RedisQueue(Queue):
         self.keys = options.keys
         self._link = link
         self._clock = clock
+        self._claims = ClaimBatcher(self._claim_script)
         dead_ttl = options.dead_ttl
         self._retention = [
             (options.result_ttl, str(expire_seconds(options.result_ttl))),
@@ -198,25 +200,34 @@ class RedisQueue(Queue):
     async def _claim_now(
         self, worker_id: str, count: int, types: list[str], lease_seconds: float
     ) -> tuple[list[Lease], float | None]:
-        """Leases claimed now, and the due time of the next delayed job when none was."""
+        """Leases claimed now, and the due time of the next delayed job when none was.
+
+        A single claim joins the other single claims of this event-loop turn (see
+        :mod:`.claiming`); a claim of several jobs is a script call of its own.
+        """
         while True:
-            reply = await self._run_at(
-                "claim",
-                lambda now: [worker_id, number_text(now + lease_seconds), str(count), *types],
-            )
-            assert isinstance(reply, list)
-            next_due = float(reply[0]) if reply[0] else None
+            if count == 1:
+                mine, next_due = await self._claims.claim(worker_id, types, lease_seconds)
+                claimed = [] if mine is None else [mine]
+            else:
+                reply = await self._claim_script([worker_id] * count, types, lease_seconds)
+                next_due, claimed = split_claim_reply(reply)
             leases: list[Lease] = []
-            buried = 0
-            for job_id, flat in zip(reply[1::2], reply[2::2], strict=True):
-                lease = await self._lease_or_bury(job_id.decode(), pairs(flat))
-                if lease is None:
-                    buried += 1
-                else:
+            for job_id, flat in claimed:
+                lease = await self._lease_or_bury(job_id, pairs(flat))
+                if lease is not None:
                     leases.append(lease)
-            if leases or not buried:
+            if leases or not claimed:
                 return leases, next_due
             # Every claimed record was undecodable and is now dead-lettered: try again.
+
+    async def _claim_script(
+        self, workers: Sequence[str], types: Sequence[str], lease_seconds: float
+    ) -> Reply:
+        return await self._run_at(
+            "claim",
+            lambda now: [number_text(now + lease_seconds), str(len(workers)), *workers, *types],
+        )
 
     async def _lease_or_bury(self, job_id: str, fields: dict[bytes, bytes]) -> Lease | None:
         try:

@@ -276,12 +276,12 @@ return out
 """
 
 CLAIM = r"""
--- ARGV[A]: worker id, ARGV[A+1]: lease expiry time, ARGV[A+2]: most jobs to claim,
--- ARGV[A+3..]: job types (none = every type).
+-- ARGV[A]: lease expiry time, ARGV[A+1]: n, the most jobs to claim, ARGV[A+2..A+1+n]: the
+-- worker id each of the n jobs is claimed for, in order, then the job types (none = every type).
 -- Returns {next due time of a delayed job or '', id, fields, id, fields, ...}.
-local worker, expires, want = ARGV[A], ARGV[A + 1], tonumber(ARGV[A + 2])
+local expires, want = ARGV[A], tonumber(ARGV[A + 1])
 local types = {}
-for i = A + 3, #ARGV do types[#types + 1] = ARGV[i] end
+for i = A + 2 + want, #ARGV do types[#types + 1] = ARGV[i] end
 local every = #types == 0
 if every then types = redis.call('SMEMBERS', TYPES) end
 
@@ -314,7 +314,8 @@ local function take(t, member)
     redis.call('ZREM', index_key(t, f.status), id)
     update(id, f, {status = 'running', attempts = tostring(tonumber(f.attempts) + 1),
                    lease_token = tostring(tonumber(f.lease_token) + 1),
-                   lease_expires_at = expires, worker_id = worker, started_at = NOW_S,
+                   lease_expires_at = expires, worker_id = ARGV[A + 2 + claimed],
+                   started_at = NOW_S,
                    updated_at = NOW_S, progress = ''})
     redis.call('ZADD', index_key(t, 'running'), expires, id)
     out[#out + 1] = id
