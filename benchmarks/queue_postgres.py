@@ -4,7 +4,9 @@
 (tests/servers; fsync off unless GAIA_BENCH_PG_FSYNC=on) or uses $GAIA_BENCH_POSTGRES_URL (a
 superuser URL: each measurement creates and drops its own database). Every system processes the
 same N no-op jobs, enqueued first, with 10 concurrent slots in one process; the processing rates
-are the median of REPEATS runs, ours and pgqueuer's interleaved, since the machine may be shared.
+are the median of REPEATS runs, ours and pgqueuer's interleaved, since the machine may be shared;
+CPU per job (this process, and the server's processes when the benchmark started the server) is
+reported beside jobs/s, as it depends less on what else the machine is doing.
 Peers are optional (``pip install pgqueuer procrastinate saq[postgres]``): a missing one is
 reported, not fatal.
 
@@ -26,6 +28,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -35,19 +38,29 @@ from gaia.validator.queues import open_queue
 from gaia.validator.queues.postgres import PostgresQueue
 from gaia.validator.queues.postgres.connection import SESSION_SETTINGS
 
+from .queue_postgres_peers import (
+    BATCH,
+    CLAIMERS,
+    ENQUEUE_BATCH_JOBS,
+    PEERS,
+    PROCESS_JOBS,
+    Processing,
+    Window,
+    pgqueuer_batch_enqueue,
+    pgqueuer_processing,
+    processing,
+)
+
 ENQUEUE_ONE_JOBS = 2_000
-ENQUEUE_BATCH_JOBS = 20_000
-BATCH = 1_000
-PROCESS_JOBS = 5_000
-CLAIMERS = 10
-REPEATS = 3
+REPEATS = 5
 LATENCY_SAMPLES = 300
 IDLE_SECONDS = 3.0
 BIG_QUEUE = 1_000_000
 BIG_QUEUE_CLAIMS = 300
 
 Row = dict[str, str | float]
-Runner = Callable[[str], Awaitable[float]]
+
+
 
 
 # -- the server and fresh databases ------------------------------------------------------------
@@ -63,10 +76,12 @@ async def bench_server() -> AsyncIterator[tuple[str, str]]:
     fsync = os.environ.get("GAIA_BENCH_PG_FSYNC", "off") == "on"
     server = PostgresServer(fsync=fsync, settings={"max_connections": "200"})
     await asyncio.to_thread(server.start)
+    Window.server_pid = int((server.data_dir / "postmaster.pid").read_text().split()[0])
     try:
         version = await _fetchval(server.url, "SHOW server_version")
         yield server.url, f"PostgreSQL {version}, throwaway cluster, fsync={'on' if fsync else 'off'}"
     finally:
+        Window.server_pid = None
         await asyncio.to_thread(server.close)
 
 
@@ -116,7 +131,7 @@ async def enqueue_rate(url: str, batch: bool) -> float:
         await queue.close()
 
 
-async def ours_processing(url: str) -> float:
+async def ours_processing(url: str) -> Processing:
     """10 concurrent claimers in one process, claim + complete until all N are done."""
     queue = await open_queue(url)
     try:
@@ -129,11 +144,12 @@ async def ours_processing(url: str) -> float:
                 done += 1
             return done
 
-        started = time.perf_counter()
+        window = Window()
+        window.start()
         done = await asyncio.gather(*(claimer("bench-worker") for _ in range(CLAIMERS)))
-        elapsed = time.perf_counter() - started
+        window.stop()
         assert sum(done) == PROCESS_JOBS, f"processed {sum(done)} of {PROCESS_JOBS}"
-        return PROCESS_JOBS / elapsed
+        return processing(window, PROCESS_JOBS)
     finally:
         await queue.close()
 
@@ -225,131 +241,34 @@ def _index_names(plan: dict[str, object]) -> set[str]:
     return names
 
 
-# -- peers ---------------------------------------------------------------------------------------
-async def pgqueuer_processing(url: str) -> float:
-    """pgqueuer 0.x/1.x on asyncpg: batch-enqueue N, then QueueManager.run in drain mode
-    (its default batch_size=10 picks 10 jobs per dequeue; 10 concurrent tasks)."""
-    from pgqueuer.db import AsyncpgDriver
-    from pgqueuer.qm import QueueManager
-    from pgqueuer.queries import Queries
-    from pgqueuer.types import QueueExecutionMode
-
-    connection = await asyncpg.connect(url)
-    try:
-        await Queries(AsyncpgDriver(connection)).install()
-        for i in range(0, PROCESS_JOBS, BATCH):
-            count = min(BATCH, PROCESS_JOBS - i)
-            await Queries(AsyncpgDriver(connection)).enqueue(
-                ["noop"] * count, [None] * count, [0] * count
-            )
-    finally:
-        await connection.close()
-    worker_connection = await asyncpg.connect(url)
-    done = 0
-    manager = QueueManager(Queries(AsyncpgDriver(worker_connection)))
-
-    @manager.entrypoint("noop")
-    async def noop(job: object) -> None:
-        nonlocal done
-        done += 1
-
-    try:
-        started = time.perf_counter()
-        await manager.run(batch_size=CLAIMERS, mode=QueueExecutionMode.drain)
-        elapsed = time.perf_counter() - started
-    finally:
-        if not worker_connection.is_closed():
-            await worker_connection.close()
-    assert done == PROCESS_JOBS, f"pgqueuer processed {done} of {PROCESS_JOBS}"
-    return PROCESS_JOBS / elapsed
-
-
-async def pgqueuer_batch_enqueue(url: str) -> float:
-    from pgqueuer.db import AsyncpgDriver
-    from pgqueuer.queries import Queries
-
-    connection = await asyncpg.connect(url)
-    try:
-        queries = Queries(AsyncpgDriver(connection))
-        await queries.install()
-        started = time.perf_counter()
-        for _ in range(0, ENQUEUE_BATCH_JOBS, BATCH):
-            await queries.enqueue(["noop"] * BATCH, [b'{"i": 1}'] * BATCH, [0] * BATCH)
-        return ENQUEUE_BATCH_JOBS / (time.perf_counter() - started)
-    finally:
-        await connection.close()
-
-
-async def procrastinate_processing(url: str) -> float:
-    """procrastinate (psycopg 3): batch_defer N, then run_worker_async(concurrency=10,
-    wait=False), which returns once the queue is empty."""
-    import procrastinate
-
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
-    done = 0
-
-    @app.task(name="noop")
-    async def noop() -> None:
-        nonlocal done
-        done += 1
-
-    async with app.open_async():
-        await app.schema_manager.apply_schema_async()
-        for i in range(0, PROCESS_JOBS, BATCH):
-            await noop.batch_defer_async(*([{}] * min(BATCH, PROCESS_JOBS - i)))
-        started = time.perf_counter()
-        await app.run_worker_async(
-            concurrency=CLAIMERS, wait=False, install_signal_handlers=False
-        )
-        elapsed = time.perf_counter() - started
-    assert done == PROCESS_JOBS, f"procrastinate processed {done} of {PROCESS_JOBS}"
-    return PROCESS_JOBS / elapsed
-
-
-async def saq_processing(url: str) -> float:
-    """saq's PostgresQueue (psycopg 3): enqueue N, then a Worker(concurrency=10, burst=True);
-    timed until the N-th job ran (burst mode's exit wait is not counted)."""
-    from saq import Worker
-    from saq.queue.postgres import PostgresQueue as SaqQueue
-
-    queue = SaqQueue.from_url(url)
-    await queue.connect()
-    finished = asyncio.Event()
-    done = 0
-
-    async def noop(ctx: object) -> None:
-        nonlocal done
-        done += 1
-        if done == PROCESS_JOBS:
-            finished.set()
-
-    try:
-        for _ in range(PROCESS_JOBS):
-            await queue.enqueue("noop")
-        worker = Worker(
-            queue, functions=[("noop", noop)], concurrency=CLAIMERS, burst=True,
-            dequeue_timeout=1.0,
-        )
-        started = time.perf_counter()
-        running = asyncio.create_task(worker.start())
-        await finished.wait()
-        elapsed = time.perf_counter() - started
-        await running
-    finally:
-        await queue.disconnect()
-    return PROCESS_JOBS / elapsed
-
-
-PEERS: dict[str, Runner] = {
-    "procrastinate": procrastinate_processing,
-    "saq": saq_processing,
-}
-
-
 # -- the run -------------------------------------------------------------------------------------
-async def _measure(server_url: str, runner: Runner) -> float:
+T = TypeVar("T")
+
+
+async def _measure(server_url: str, runner: Callable[[str], Awaitable[T]]) -> T:
     async with fresh_database(server_url) as url:
         return await runner(url)
+
+
+def _spread(values: list[float]) -> str:
+    return f"median of {len(values)}: " + ", ".join(f"{value:,.0f}" for value in values)
+
+
+async def _interleaved(
+    server_url: str, ours: Callable[[str], Awaitable[T]], peer: Callable[[str], Awaitable[T]]
+) -> tuple[list[T], list[T], str]:
+    """REPEATS runs of each, alternating, so both see the same machine; (ours, peer, error)."""
+    mine: list[T] = []
+    theirs: list[T] = []
+    error = ""
+    for _ in range(REPEATS):
+        mine.append(await _measure(server_url, ours))
+        if not error:
+            try:
+                theirs.append(await _measure(server_url, peer))
+            except ImportError as missing:
+                error = f"not installed ({missing.name})"
+    return mine, theirs, error
 
 
 async def run() -> list[Row]:
@@ -365,22 +284,42 @@ async def run() -> list[Row]:
         add("postgres", "server", settings, "")
         add("postgres", "enqueue one by one",
             await _measure(server_url, lambda u: enqueue_rate(u, batch=False)), "jobs/s")
-        add("postgres", f"enqueue in batches of {BATCH}",
-            await _measure(server_url, lambda u: enqueue_rate(u, batch=True)), "jobs/s",
-            "target >= 20,000")
-        ours: list[float] = []
-        pgqueuer: list[float] = []
-        pgqueuer_error = ""
-        for _ in range(REPEATS):
-            ours.append(await _measure(server_url, ours_processing))
-            if not pgqueuer_error:
-                try:
-                    pgqueuer.append(await _measure(server_url, pgqueuer_processing))
-                except ImportError as error:
-                    pgqueuer_error = f"not installed ({error.name})"
-        our_rate = statistics.median(ours)
+        ours_batch, peer_batch, _ = await _interleaved(
+            server_url, lambda u: enqueue_rate(u, batch=True), pgqueuer_batch_enqueue
+        )
+        add("postgres", f"enqueue in batches of {BATCH}", statistics.median(ours_batch),
+            "jobs/s", f"target >= 20,000; {_spread(ours_batch)}")
+        if peer_batch:
+            add("pgqueuer", f"enqueue in batches of {BATCH}", statistics.median(peer_batch),
+                "jobs/s", _spread(peer_batch))
+
+        ours, pgqueuer, pgqueuer_error = await _interleaved(
+            server_url, ours_processing, pgqueuer_processing
+        )
+        our_rate = statistics.median(run.rate for run in ours)
         add("postgres", f"processing, {CLAIMERS} claimers (claim + complete)", our_rate,
-            "jobs/s", f"median of {REPEATS}: " + ", ".join(f"{r:.0f}" for r in ours))
+            "jobs/s", _spread([run.rate for run in ours]))
+        our_cpu = _cpu_rows(add, "postgres", ours)
+        if pgqueuer:
+            rate = statistics.median(run.rate for run in pgqueuer)
+            add("pgqueuer", "processing (batch_size=10, drain)", rate, "jobs/s",
+                _spread([run.rate for run in pgqueuer]))
+            peer_cpu = _cpu_rows(add, "pgqueuer", pgqueuer)
+            add("postgres", "processing / pgqueuer", our_rate / rate, "x", "target >= 1.5")
+            if our_cpu and peer_cpu:
+                add("postgres", "CPU per job: pgqueuer / ours", peer_cpu / our_cpu, "x",
+                    "client + server; less sensitive to a shared machine than jobs/s")
+        else:
+            add("pgqueuer", "processing", "skipped", "", pgqueuer_error)
+        for name, runner in PEERS.items():
+            try:
+                result = await _measure(server_url, runner)
+            except ImportError as error:
+                add(name, "processing", "skipped", "", f"not installed ({error.name})")
+                continue
+            add(name, f"processing (concurrency {CLAIMERS})", result.rate, "jobs/s")
+            add("postgres", f"processing / {name}", our_rate / result.rate, "x")
+
         p50, p99 = await _measure(server_url, enqueue_to_start_latency)
         add("postgres", "enqueue->start latency p50", p50, "ms", "target <= 5 ms")
         add("postgres", "enqueue->start latency p99", p99, "ms")
@@ -390,24 +329,20 @@ async def run() -> list[Row]:
         add("postgres", f"claim latency p50, {BIG_QUEUE:,} queued", claim50, "ms",
             f"index: {index}; insert took {inserted:.1f} s")
         add("postgres", f"claim latency p99, {BIG_QUEUE:,} queued", claim99, "ms")
-        if pgqueuer:
-            rate = statistics.median(pgqueuer)
-            add("pgqueuer", "processing (batch_size=10, drain)", rate, "jobs/s",
-                f"median of {REPEATS}: " + ", ".join(f"{r:.0f}" for r in pgqueuer))
-            add("postgres", "processing / pgqueuer", our_rate / rate, "x", "target >= 1.5")
-            batch_rate = await _measure(server_url, pgqueuer_batch_enqueue)
-            add("pgqueuer", f"enqueue in batches of {BATCH}", batch_rate, "jobs/s")
-        else:
-            add("pgqueuer", "processing", "skipped", "", pgqueuer_error)
-        for name, runner in PEERS.items():
-            try:
-                rate = await _measure(server_url, runner)
-            except ImportError as error:
-                add(name, "processing", "skipped", "", f"not installed ({error.name})")
-                continue
-            add(name, "processing (concurrency 10)", rate, "jobs/s")
-            add("postgres", f"processing / {name}", our_rate / rate, "x")
     return rows
+
+
+def _cpu_rows(
+    add: Callable[..., None], backend: str, runs: list[Processing]
+) -> float | None:
+    """Add the median CPU per job rows; returns client + server us per job (None: unknown)."""
+    client = statistics.median(run.client_us for run in runs)
+    add(backend, "  CPU per job, this process", client, "us")
+    if Window.server_pid is None:
+        return None
+    server = statistics.median(run.server_us for run in runs)
+    add(backend, "  CPU per job, PostgreSQL", server, "us")
+    return client + server
 
 
 def print_table(rows: list[Row]) -> None:
