@@ -254,3 +254,62 @@ async def test_retention_options_purge_on_reap(postgres_url: str, clock: FakeClo
         assert await queue.get(dead.id) is None
     finally:
         await queue.close()
+
+
+async def test_concurrent_typed_claims_share_one_statement(
+    pg: PostgresQueue, clock: FakeClock
+) -> None:
+    wanted = [new_job("kind.a", {"i": i}, now=clock()) for i in range(4)]
+    await pg.enqueue_many([*wanted, new_job("kind.b", {}, priority=9, now=clock())])
+    leases = await asyncio.gather(*(pg.claim(f"w{n}", types=["kind.a"]) for n in range(6)))
+    got = [lease for lease in leases if lease is not None]
+    assert sorted(lease.job_id for lease in got) == sorted(job.id for job in wanted)
+    assert {lease.worker_id for lease in got} <= {f"w{n}" for n in range(6)}
+    assert len({lease.worker_id for lease in got}) == 4
+
+
+async def test_requeue_is_refused_while_another_job_holds_the_key(
+    pg: PostgresQueue, clock: FakeClock
+) -> None:
+    first = await pg.enqueue(make(clock, dedupe_key="k"))
+    await pg.fail(await pg.claim("w1"), JobError("bad"))  # type: ignore[arg-type]
+    second = await pg.enqueue(make(clock, dedupe_key="k"))
+    assert second.id != first.id
+    with pytest.raises(InvalidTransition, match=f"held by active job {second.id}"):
+        await pg.requeue(first.id)
+
+
+async def test_a_claim_abandoned_in_flight_is_handed_back(
+    pg: PostgresQueue, clock: FakeClock
+) -> None:
+    job = await pg.enqueue(make(clock))
+    blocker = await asyncpg.connect(pg.dsn)
+    try:
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute("LOCK TABLE gaia_queue.jobs IN ACCESS EXCLUSIVE MODE")
+        claiming = asyncio.create_task(pg.claim("w1"))
+        for _ in range(200):  # until the claim statement waits on the lock, server side
+            waiting = await blocker.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE 'UPDATE%'"
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.02)
+        assert waiting, "the claim never reached the server"
+        claiming.cancel()
+        await transaction.rollback()
+    finally:
+        await blocker.close()
+    with pytest.raises(asyncio.CancelledError):
+        await claiming
+    for _ in range(200):  # the claim commits, then its lease is released in the background
+        stored = await pg.get(job.id)
+        if stored is not None and stored.status is JobStatus.QUEUED and stored.lease_token:
+            break
+        await asyncio.sleep(0.02)
+    assert stored is not None and stored.status is JobStatus.QUEUED
+    assert stored.attempts == 0 and stored.lease_token == 1
+    again = await pg.claim("w2")
+    assert again is not None and again.job_id == job.id
