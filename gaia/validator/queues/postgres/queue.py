@@ -383,10 +383,6 @@ class PostgresQueue(Queue):
             raise QueueClosed(f"queue {self.url} is closed")
 
 
-async def _fetchrow(args: tuple[object, ...], conn: asyncpg.Connection, _: int) -> Row | None:
-    return await conn.fetchrow(*args)
-
-
 async def open_postgres_queue(
     url: str, *, clock: Callable[[], float] = time.time
 ) -> PostgresQueue:
