@@ -152,3 +152,11 @@ def hold_array_then_die(array: object) -> None:
 
 def pid_and_square(value: int) -> tuple[int, int]:
     return os.getpid(), value * value
+
+
+def log_and_sleep(log: str, tag: str, seconds: float = 0.0) -> str:
+    """Append ``tag`` to the file ``log`` (one line per run), then sleep."""
+    with open(log, "a") as handle:
+        handle.write(tag + "\n")
+    time.sleep(seconds)
+    return tag

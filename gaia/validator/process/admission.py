@@ -11,6 +11,9 @@ Policy (strict FIFO, head of line):
   below the floor; see ``memory.py``).
 * A running task holds max(its estimate, the RSS last sampled from its child): a task that grows
   past its estimate shrinks what others may take, instead of letting the sum overshoot unseen.
+* A short task sent ahead to a busy child (pipelining, see ``PoolSettings.prefetch``) holds
+  nothing while it waits there: it can only start once the task before it ended, and it is only
+  queued behind a task whose estimate covers its own.
 * An estimate is the declared ``memory_mb`` if given, else the largest peak RSS observed for that
   function (keyed by qualified name) over its last few runs, else a default. A learned estimate
   larger than the whole budget is capped at the budget (the task then runs alone); a declared
@@ -36,25 +39,26 @@ class EstimateBook:
         self._default = default_bytes
         self._budget = budget_bytes
         self._peaks: dict[str, deque[int]] = {}
+        self._learned: dict[str, int] = {}
         self._durations: dict[str, deque[float]] = {}
+        self._longest: dict[str, float] = {}
 
     def observe_duration(self, function: str, seconds: float) -> None:
-        self._durations.setdefault(function, deque(maxlen=_HISTORY)).append(seconds)
+        durations = self._durations.setdefault(function, deque(maxlen=_HISTORY))
+        durations.append(seconds)
+        if len(durations) >= 3:
+            self._longest[function] = max(durations)
 
     def is_short(self, function: str, threshold: float) -> bool:
         """True once ``function`` ran a few times and never took ``threshold`` seconds lately."""
-        durations = self._durations.get(function)
-        return durations is not None and len(durations) >= 3 and max(durations) < threshold
+        return self._longest.get(function, threshold) < threshold
 
     def estimate(self, function: str, declared_bytes: int | None) -> tuple[int, str]:
         """The estimate for one call and where it came from: declared, learned or default."""
         if declared_bytes is not None:
             return declared_bytes, "declared"
-        peaks = self._peaks.get(function)
-        if peaks:
-            learned = max(peaks)
-            if self._budget is not None:
-                learned = min(learned, self._budget)
+        learned = self._learned.get(function)
+        if learned is not None:
             return learned, "learned"
         return self._default, "default"
 
@@ -62,10 +66,15 @@ class EstimateBook:
         """Record the peak RSS one run of ``function`` reached."""
         if peak_bytes <= 0:
             return
-        self._peaks.setdefault(function, deque(maxlen=_HISTORY)).append(peak_bytes)
+        peaks = self._peaks.setdefault(function, deque(maxlen=_HISTORY))
+        peaks.append(peak_bytes)
+        learned = max(peaks)
+        if self._budget is not None:
+            learned = min(learned, self._budget)
+        self._learned[function] = learned
 
     def learned(self) -> dict[str, int]:
-        return {function: max(peaks) for function, peaks in self._peaks.items() if peaks}
+        return dict(self._learned)
 
 
 @dataclass
@@ -140,14 +149,32 @@ class AdmissionQueue(Generic[Item]):
             return True
         return self._held + estimate <= self.budget_bytes
 
-    def admit_head(self) -> Item:
-        """Pop the head and hold its estimate; call only after ``head_admissible()``."""
+    def head_may_queue(self) -> bool:
+        """True if the head may be queued behind a running item in the same child (it then
+        holds no memory of its own until it starts, see ``admit_head(queued=True)``)."""
+        return bool(self._waiting) and not self.paused and len(self._running) < self.max_running
+
+    def admit_head(self, *, queued: bool = False) -> Item:
+        """Pop the head and hold its estimate; call only after ``head_admissible()``.
+
+        ``queued``: the item waits in a child behind a running one whose holding covers it
+        (the two never run at once); it holds nothing until ``start(item)``.
+        """
         item, estimate = self._waiting.popleft()
-        self._running[item] = _Holding(estimate, estimate)
-        self._held += estimate
+        held = 0 if queued else estimate
+        self._running[item] = _Holding(estimate, held)
+        self._held += held
         self.peak_running = max(self.peak_running, len(self._running))
         self.peak_held_bytes = max(self.peak_held_bytes, self._held)
         return item
+
+    def start(self, item: Item) -> None:
+        """A queued item starts running: from now on it holds at least its estimate."""
+        holding = self._running.get(item)
+        if holding is not None and holding.held < holding.estimate:
+            self._held += holding.estimate - holding.held
+            holding.held = holding.estimate
+            self.peak_held_bytes = max(self.peak_held_bytes, self._held)
 
     def observe(self, item: Item, rss_bytes: int) -> None:
         """A sampled RSS of a running item: it now holds max(estimate, rss)."""

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 _LENGTH = struct.Struct("!Q")
 RUN_HEAD = struct.Struct("!QI")  # task id, size of the shared-buffer descriptors
-ANSWER_HEAD = struct.Struct("!QQI")  # task id, peak RSS bytes (0 = no new peak), descriptors size
+# task id, peak RSS bytes (0 = no new peak), seconds the function ran, descriptors size
+ANSWER_HEAD = struct.Struct("!QQdI")
 _SMALL = 64 * 1024
 _READ_CHUNK = 256 * 1024
 _MAX_BUFFERS = 512  # buffers per sendmsg call (IOV_MAX is at least 1024 on Linux)

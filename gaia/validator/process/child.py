@@ -24,11 +24,9 @@ import struct
 import sys
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import cast
+from typing import NamedTuple, cast
 
 from . import channel, shm
 
@@ -39,8 +37,7 @@ _PR_SET_PDEATHSIG = 1
 _Call = tuple[Callable[..., object], tuple[object, ...], dict[str, object]]
 
 
-@dataclass(frozen=True)
-class ChildConfig:
+class ChildConfig(NamedTuple):
     """Everything a child needs, passed explicitly at spawn (nothing read from the environment)."""
 
     parent_pid: int
@@ -85,6 +82,8 @@ def _warm_up(end: channel.ChildEnd, config: ChildConfig) -> bool:
         if config.initializer is not None:
             config.initializer(*config.initargs)
     except BaseException:
+        import traceback
+
         end.send(channel.INIT_FAILED, traceback.format_exc().encode())
         return False
     end.send(channel.READY, _READY.pack(os.getpid(), time.perf_counter() - started))
@@ -155,13 +154,18 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(EXIT_PARENT_GONE)
 
 
+try:
+    import resource
+except ImportError:  # not a Unix system: no peak reports, the parent's samples remain
+    resource = None  # type: ignore[assignment]
+_RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB elsewhere
+
+
 def _max_rss_bytes() -> int:
-    try:
-        import resource
-    except ImportError:
+    """This process's peak RSS so far (the kernel's high-water mark)."""
+    if resource is None:
         return 0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * _RSS_UNIT
 
 
 class _Runner:
@@ -186,11 +190,13 @@ class _Runner:
         except BaseException as exc:
             self._send_error(task_id, before, exc, skip_frames=0)
             return
+        started = time.perf_counter()
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
             self._send_error(task_id, before, exc, skip_frames=1)
             return
+        ran = time.perf_counter() - started
         del fn, args, kwargs
         try:
             payload, raws = shm.encode(result, self._config.shm_threshold)
@@ -202,7 +208,7 @@ class _Runner:
             return
         del result, raws
         header = shm.pack_descriptors(placed)
-        head = channel.ANSWER_HEAD.pack(task_id, _new_peak(before), len(header))
+        head = channel.ANSWER_HEAD.pack(task_id, _new_peak(before), ran, len(header))
         self._end.send(channel.RESULT, head, header, payload)
 
     @staticmethod
@@ -231,7 +237,7 @@ class _Runner:
         return shm.SharedBuffer(name, raw.nbytes)
 
     def _send_error(self, task_id: int, before: int, exc: BaseException, skip_frames: int) -> None:
-        head = channel.ANSWER_HEAD.pack(task_id, _new_peak(before), 0)
+        head = channel.ANSWER_HEAD.pack(task_id, _new_peak(before), 0.0, 0)
         self._end.send(channel.ERROR, head, error_report(exc, skip_frames))
 
 
@@ -242,6 +248,8 @@ def _new_peak(before: int) -> int:
 
 def error_report(exc: BaseException, skip_frames: int = 0) -> bytes:
     """Pickle (type name, message, formatted traceback, the exception if it round-trips)."""
+    import traceback
+
     tb = exc.__traceback__
     for _ in range(skip_frames):
         if tb is not None and tb.tb_next is not None:

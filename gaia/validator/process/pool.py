@@ -273,26 +273,35 @@ class ProcessPool:
             return
         admission = self._admission
         workers = self._workers
-        while admission.head_admissible():
-            worker = workers.idle_worker()
-            if worker is None:
+        while admission.waiting_count:
+            if admission.head_admissible():
+                worker = workers.idle_worker()
+                if worker is not None:
+                    self._tasks.dispatch(admission.admit_head(), worker)
+                    continue
+            if admission.head_may_queue():
                 worker = self._prefetch_target(admission.peek())
-            if worker is None:
+                if worker is not None:
+                    self._tasks.dispatch(admission.admit_head(queued=True), worker)
+                    continue
+            if admission.head_admissible():
                 wanted = admission.waiting_count - workers.count(WorkerState.STARTING)
                 while wanted > 0 and workers.can_spawn():
                     self._spawn()
                     wanted -= 1
-                return
-            self._tasks.dispatch(admission.admit_head(), worker)
+            break
         self._monitor.wake()
 
     def _prefetch_target(self, record: TaskRecord) -> Worker | None:
-        """A busy child that may take ``record`` ahead of time (short tasks only), if any."""
+        """A busy child that may take ``record`` ahead of time, if any: only short tasks, only
+        behind a short task whose memory estimate covers this one's."""
         settings = self.settings
         if settings.prefetch < 2:
             return None
-        if not self._estimates.is_short(record.function, settings.prefetch_below):
+        estimates = self._estimates
+        if not estimates.is_short(record.function, settings.prefetch_below):
             return None
+        limit = settings.max_tasks_per_child
         best: Worker | None = None
         for worker in self._workers.live():
             head = worker.task
@@ -301,11 +310,10 @@ class ProcessPool:
                 or head is None
                 or worker.recycle_after_task
                 or len(worker.inflight) >= settings.prefetch
-                or not self._estimates.is_short(head.function, settings.prefetch_below)
+                or head.estimate < record.estimate
+                or (limit is not None and worker.tasks_done + len(worker.inflight) >= limit)
+                or not estimates.is_short(head.function, settings.prefetch_below)
             ):
-                continue
-            limit = settings.max_tasks_per_child
-            if limit is not None and worker.tasks_done + len(worker.inflight) >= limit:
                 continue
             if best is None or len(worker.inflight) < len(best.inflight):
                 best = worker

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .workers import Worker
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class TaskRecord:
     """Everything the pool knows about one call."""
 
@@ -78,7 +78,7 @@ def function_name(fn: object) -> str:
 
 def decode_result(frame: bytes, record: TaskRecord, store: SegmentStore) -> object:
     """The value in a RESULT frame, rebuilt on the mapped segments (no copy of array data)."""
-    _, _, header_size = channel.ANSWER_HEAD.unpack_from(frame, 1)
+    _, _, _, header_size = channel.ANSWER_HEAD.unpack_from(frame, 1)
     body = memoryview(frame)[1 + channel.ANSWER_HEAD.size :]
     descriptors = shm.unpack_descriptors(body[:header_size])
     buffers = [store.view(shared, record.segments) for shared in descriptors]

@@ -34,7 +34,7 @@ class PoolSettings:
     # Pipelining of tiny tasks: up to ``prefetch`` tasks may be sent to a busy child ahead of
     # time, only for functions whose recent runs all took less than ``prefetch_below`` seconds
     # (so a child never sits idle waiting for the parent's round trip). 1 disables it.
-    prefetch: int = 4
+    prefetch: int = 16
     prefetch_below: float = 0.005
 
     def __post_init__(self) -> None:

@@ -56,6 +56,7 @@ class TaskManager:
             self._start_clock(record)
 
     def _start_clock(self, record: TaskRecord) -> None:
+        self._admission.start(record)
         record.started_at = time.monotonic()
         record.oom_kills_at_start = self._watch.oom_kills
         if record.timeout is not None:
@@ -90,15 +91,14 @@ class TaskManager:
 
     def _on_answer(self, worker: Worker, frame: bytes) -> None:
         record = worker.task
-        task_id, peak, _ = channel.ANSWER_HEAD.unpack_from(frame, 1)
+        task_id, peak, ran, _ = channel.ANSWER_HEAD.unpack_from(frame, 1)
         if record is None or task_id != record.task_id:
             self._protocol_error(worker, f"answer for task {task_id}, which it is not running")
             return
         record.reported_peak = peak
         worker.last_peak = peak
-        if record.started_at is not None:
-            self._estimates.observe_duration(record.function, time.monotonic() - record.started_at)
         if frame[:1] == channel.RESULT:
+            self._estimates.observe_duration(record.function, ran)
             try:
                 value = decode_result(frame, record, self._store)
             except Exception as exc:

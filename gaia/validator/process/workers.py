@@ -179,8 +179,11 @@ class WorkerManager:
 
     def task_done(self, worker: Worker, record: TaskRecord) -> None:
         """A task left the child (finished or skipped)."""
-        if record in worker.inflight:
-            worker.inflight.remove(record)
+        inflight = worker.inflight
+        if inflight and inflight[0] is record:
+            inflight.popleft()
+        elif record in inflight:
+            inflight.remove(record)
         worker.tasks_done += 1
         if worker.state is WorkerState.BUSY and not worker.inflight:
             worker.state = WorkerState.IDLE
