@@ -15,6 +15,7 @@ from gaia import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("gaia.cli.demo", "run demo jobs of two types through the worker pool"),
     "worker": ("gaia.cli.worker", "serve a queue until SIGTERM (drain, then exit 0)"),
+    "weather": ("gaia.cli.weather", "score weather forecasts: run, score, synth, compare"),
     "admin": ("gaia.cli.admin", "inspect a queue: stats, jobs, stuck; requeue or cancel jobs"),
 }
 

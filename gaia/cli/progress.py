@@ -25,8 +25,12 @@ OUTCOME_NAMES: dict[type, str] = {
 class ProgressReporter(Middleware):
     """Counts outcomes per job type; a job is finished once it succeeded or went dead."""
 
-    def __init__(self, total: int, description: str = "jobs") -> None:
+    def __init__(
+        self, total: int, description: str = "jobs", types: frozenset[str] | None = None
+    ) -> None:
         self.total = total
+        self.types = types
+        """Count only these job types (None: all)."""
         self.description = description
         self.outcomes: Counter[tuple[str, str]] = Counter()
         self.durations: dict[str, list[float]] = {}
@@ -35,6 +39,8 @@ class ProgressReporter(Middleware):
         self._bar: _Bar | None = None
 
     def settled(self, result: TaskResult) -> None:
+        if self.types is not None and result.job_type not in self.types:
+            return
         name = OUTCOME_NAMES[type(result.outcome)]
         self.outcomes[(result.job_type, name)] += 1
         self.durations.setdefault(result.job_type, []).append(result.duration)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gaia.validator.core.errors import LeaseLost
+from gaia.validator.core.errors import InvalidTransition, LeaseLost
 from gaia.validator.core.job import Job, JobError, Progress
 from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.queue import Lease
@@ -131,6 +131,11 @@ def reclaimed(job: Job, now: float) -> Job:
 
 
 def requeued(job: Job, now: float) -> Job:
+    """A dead job back to queued with a fresh attempt budget (dead jobs only)."""
+    if job.status is not JobStatus.DEAD:
+        raise InvalidTransition(
+            f"only dead jobs can be requeued; job {job.id} is {job.status.value}"
+        )
     return job.transition(
         JobStatus.QUEUED, now, attempts=0, not_before=now, finished_at=None, worker_id=None
     )

@@ -84,6 +84,30 @@ class Queue(ABC):
     ) -> Lease | None:
         """Claim the next due job of ``types`` (all types if None), waiting up to ``wait`` s."""
 
+    async def claim_many(
+        self,
+        worker_id: str,
+        count: int,
+        *,
+        types: Collection[str] | None = None,
+        lease_seconds: float = 30.0,
+        wait: float = 0.0,
+    ) -> list[Lease]:
+        """Claim up to ``count`` jobs: wait up to ``wait`` s for the first, then take what is due.
+
+        Backends override this with one round trip; this default claims one at a time.
+        """
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        first = await self.claim(worker_id, types=types, lease_seconds=lease_seconds, wait=wait)
+        leases = [] if first is None else [first]
+        while leases and len(leases) < count:
+            lease = await self.claim(worker_id, types=types, lease_seconds=lease_seconds)
+            if lease is None:
+                break
+            leases.append(lease)
+        return leases
+
     @abstractmethod
     async def heartbeat(
         self, lease: Lease, *, lease_seconds: float = 30.0, progress: Progress | None = None

@@ -73,7 +73,9 @@ class WorkerPool:
             if subscribe == "all"
             else sorted(registry.names() if subscribe is None else subscribe)
         )
-        self._slots = asyncio.Semaphore(self.config.concurrency)
+        self._free = self.config.concurrency
+        """Job slots not running or reserved by a claim in flight."""
+        self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
         self._claimer: asyncio.Task[None] | None = None
@@ -156,25 +158,28 @@ class WorkerPool:
 
     # -- the loop --------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
+        """Claim as many jobs as there are free slots, in one call, then start each."""
         backoff = 0.1
         while not self._stopping.is_set():
-            await self._slots.acquire()
-            if self._stopping.is_set():
-                self._slots.release()
-                return
+            while self._free == 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+            count = self._free
+            self._free -= count
             self._claiming = True
             try:
-                lease = await self._queue.claim(
+                leases = await self._queue.claim_many(
                     self.worker_id,
+                    count,
                     types=self._types,
                     lease_seconds=self.config.lease_seconds,
                     wait=self.config.idle_wait,
                 )
             except QueueClosed:
-                self._slots.release()
+                self._free += count
                 return
             except Exception:
-                self._slots.release()
+                self._free += count
                 log.warning("claim failed; retrying in %.1f s", backoff, exc_info=True)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -182,14 +187,14 @@ class WorkerPool:
             finally:
                 self._claiming = False
             backoff = 0.1
-            if lease is None:
-                self._slots.release()
-            elif self._stopping.is_set():
-                await release(self._queue, lease)
-                self._slots.release()
-            else:
-                runner = asyncio.create_task(self._run(lease), name=f"job-{lease.job_id}")
-                self._running[lease.job_id] = runner
+            self._free += count - len(leases)
+            for lease in leases:
+                if self._stopping.is_set():
+                    await release(self._queue, lease)
+                    self._free += 1
+                else:
+                    runner = asyncio.create_task(self._run(lease), name=f"job-{lease.job_id}")
+                    self._running[lease.job_id] = runner
 
     async def _reap_loop(self) -> None:
         """Reap at start (a restarted worker first recovers what its predecessor held), then
@@ -218,7 +223,8 @@ class WorkerPool:
             log.exception("worker error while running job %s", lease.job_id)
         finally:
             self._running.pop(lease.job_id, None)
-            self._slots.release()
+            self._free += 1
+            self._slot_freed.set()
 
     async def _run_attempt(self, lease: Lease) -> None:
         """Run one claimed job in this task; cancelling the task (drain deadline, lost lease)
