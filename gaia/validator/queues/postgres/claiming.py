@@ -106,17 +106,21 @@ class Claimer:
         outcomes: list[ClaimOutcome] = []
         for slot in range(1, len(batch) + 1):
             row = by_slot.get(slot)
-            outcomes.append(None if row is None else await self._lease_or_quarantine(row))
+            if row is None:
+                outcomes.append(None)
+                continue
+            try:
+                outcomes.append(lifecycle.lease_for(job_from_row(row)))
+            except CorruptJob as problem:
+                await self._quarantine(row, problem)
+                outcomes.append(QUARANTINED)
         return outcomes
 
-    async def _lease_or_quarantine(self, row: asyncpg.Record) -> ClaimOutcome:
-        try:
-            return lifecycle.lease_for(job_from_row(row))
-        except CorruptJob as problem:
-            error = corrupt_error(row["id"], problem)
-            args = (self._sql.quarantine, row["id"], row["lease_token"], error, self._clock())
-            await self._connector.run(lambda conn, _: conn.execute(*args))
-            return QUARANTINED
+    async def _quarantine(self, row: asyncpg.Record, problem: CorruptJob) -> None:
+        """Dead-letter a claimed row the codec refused, fenced by the token the claim gave it."""
+        error = corrupt_error(row["id"], problem)
+        args = (self._sql.quarantine, row["id"], row["lease_token"], error, self._clock())
+        await self._connector.run(lambda conn, _: conn.execute(*args))
 
     def _abandoned(self, outcome: ClaimOutcome) -> None:
         """A claimer was cancelled while its claim was in flight: hand the job back at once."""

@@ -99,8 +99,16 @@ class PostgresQueue(Queue):
         """Insert what is new; for the rest, return the stored job or the active duplicate.
 
         Safe to run again after a lost acknowledgement: a job already stored under its id with
-        the same content is that earlier attempt's work, not an error.
+        the same content is that earlier attempt's work, not an error. Jobs with a dedupe key go
+        through ``INSERT ... ON CONFLICT DO NOTHING`` (the active-dedupe index is the arbiter,
+        so concurrent producers cannot both insert); a batch without keys tries a plain INSERT.
         """
+        if all(job.dedupe_key is None for job in jobs):
+            try:
+                await self._insert_new(conn, jobs)
+                return list(jobs)
+            except asyncpg.UniqueViolationError:
+                pass  # an id is already stored: sort it out below, row by row
         stored: list[Job | None] = [None] * len(jobs)
         pending = list(range(len(jobs)))
         while pending:
@@ -117,6 +125,14 @@ class PostgresQueue(Queue):
                     missing.append(i)
             pending = await self._resolve_duplicates(conn, jobs, missing, stored)
         return [job for job in stored if job is not None]
+
+    async def _insert_new(self, conn: asyncpg.Connection, jobs: Sequence[Job]) -> None:
+        """Plain INSERT (no dedupe key anywhere, so only an id can clash): cheaper for the
+        server than speculative insertion, and all or nothing."""
+        if len(jobs) == 1:
+            await conn.execute(self._sql.insert_new_one, *insert_arguments(jobs[0]))
+        else:
+            await conn.execute(self._sql.insert_new_many, *insert_arrays(jobs))
 
     async def _resolve_duplicates(
         self,

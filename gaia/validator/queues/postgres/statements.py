@@ -84,6 +84,8 @@ class Statements:
 
     insert_one: str
     insert_many: str
+    insert_new_one: str
+    insert_new_many: str
     find_stored: str
     claim_any: str
     claim_types: str
@@ -121,6 +123,10 @@ def statements_for(schema: str) -> Statements:
         else f"unnest(${n}::{_ARRAY_TYPES[name]}[])"
         for n, name in enumerate(COLUMNS, start=1)
     )
+    insert_rows = (
+        f"INSERT INTO {jobs} ({cols}) SELECT {cols} FROM ROWS FROM ({arrays})"
+        f" WITH ORDINALITY AS batch({cols}, ordinal) ORDER BY ordinal"
+    )
     claim_set = (
         f"UPDATE {jobs} AS j SET status = 'running', attempts = j.attempts + 1,"
         " lease_token = j.lease_token + 1, lease_expires_at = $1::float8 + $2::float8,"
@@ -156,11 +162,11 @@ def statements_for(schema: str) -> Statements:
             "ON CONFLICT DO NOTHING RETURNING id"
         ),
         insert_many=(
-            f"WITH inserted AS (INSERT INTO {jobs} ({cols}) SELECT {cols} FROM ROWS FROM"
-            f" ({arrays}) WITH ORDINALITY AS batch({cols}, ordinal) ORDER BY ordinal"
-            " ON CONFLICT DO NOTHING RETURNING id)"
+            f"WITH inserted AS ({insert_rows} ON CONFLICT DO NOTHING RETURNING id)"
             " SELECT coalesce(array_agg(id), '{}') FROM inserted"
         ),
+        insert_new_one=f"INSERT INTO {jobs} ({cols}) VALUES ({placeholders})",
+        insert_new_many=insert_rows,
         find_stored=(
             f"SELECT {cols} FROM {jobs} WHERE id = ANY($1::text[]) UNION ALL "
             f"SELECT {cols} FROM {jobs} WHERE dedupe_key = ANY($2::text[]) AND status IN {ACTIVE}"
