@@ -18,8 +18,10 @@ def lines(path: Path) -> list[str]:
 
 
 async def one_child_that_learned(log: Path) -> ProcessPool:
-    """A one-child pool that has seen log_and_sleep run short, so it pipelines it."""
-    pool = ProcessPool(PoolSettings(max_workers=1, memory_budget_mb=2048))
+    """A one-child pool that has seen log_and_sleep run short, so it pipelines it (short means
+    under 0.2 s here, so a loaded machine cannot make the warm-up runs look long)."""
+    settings = PoolSettings(max_workers=1, memory_budget_mb=2048, prefetch_below=0.2)
+    pool = ProcessPool(settings)
     for _ in range(4):
         await pool.run(jobs.log_and_sleep, str(log), "warm")
     return pool
