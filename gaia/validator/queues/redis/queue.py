@@ -175,11 +175,6 @@ class RedisQueue(Queue):
         subscribed = None if types is None else sorted(set(types))
         if subscribed is not None and not subscribed:
             raise ValueError("types must name at least one job type, or be None for every type")
-        wake_keys = (
-            [self.keys.wake(None)]
-            if subscribed is None
-            else [self.keys.wake(job_type) for job_type in subscribed]
-        )
         deadline = time.monotonic() + max(0.0, wait)
         while True:
             leases, next_due = await self._claim_now(
@@ -193,9 +188,14 @@ class RedisQueue(Queue):
             if next_due is not None:
                 remaining = min(remaining, max(0.0, next_due - self._clock()))
             if remaining > 0:
-                await self._link.wait(wake_keys, remaining)
+                await self._link.wait(self._wake_keys(subscribed), remaining)
             if self._link.closed:
                 return []  # closed while waiting: the claim ends empty
+
+    def _wake_keys(self, types: list[str] | None) -> list[str]:
+        if types is None:
+            return [self.keys.wake(None)]
+        return [self.keys.wake(job_type) for job_type in types]
 
     async def _claim_now(
         self, worker_id: str, count: int, types: list[str], lease_seconds: float

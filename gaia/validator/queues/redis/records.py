@@ -171,11 +171,10 @@ def decode_hash(fields: Mapping[bytes, bytes]) -> Job:
         raise CorruptJob(f"job record is not valid JSON: {exc}") from None
     if not isinstance(record, dict):
         raise CorruptJob(f"job record must be a JSON object, got {type(record).__name__}")
-    for name, raw in fields.items():
-        entry = _OVERLAY_BYTES.get(name)
-        if entry is None:
+    for name, (field, parse) in _OVERLAY_BYTES.items():
+        raw = fields.get(name)
+        if raw is None:
             continue
-        field, parse = entry
         try:
             record[field] = parse(raw.decode())
         except (ValueError, UnicodeDecodeError):
