@@ -135,6 +135,9 @@ class ProcessPool:
             else:
                 self._workers.retire(worker)
         await self._workers.wait_all_exited()
+        for record in self._admission.drain_waiting():  # requeued behind a crash meanwhile
+            self._tasks.close(record, "the pool stopped before the task started")
+            self._tasks.finish(record)
         await self._monitor.stop()
         self._store.close()
         if self._exit_hook is not None:
@@ -303,7 +306,7 @@ class ProcessPool:
             return None
         limit = settings.max_tasks_per_child
         best: Worker | None = None
-        for worker in self._workers.live():
+        for worker in self._workers.workers.values():
             head = worker.task
             if (
                 worker.state is not WorkerState.BUSY
@@ -382,7 +385,7 @@ class ProcessPool:
         return min(idle) + timeout
 
     def _tick(self) -> None:
-        if self._state != "started":
+        if self._state not in ("started", "closing"):
             return
         if self._watch.refresh_system():
             self._admission.paused = self._watch.paused

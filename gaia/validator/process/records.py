@@ -80,6 +80,8 @@ def decode_result(frame: bytes, record: TaskRecord, store: SegmentStore) -> obje
     """The value in a RESULT frame, rebuilt on the mapped segments (no copy of array data)."""
     _, _, _, header_size = channel.ANSWER_HEAD.unpack_from(frame, 1)
     body = memoryview(frame)[1 + channel.ANSWER_HEAD.size :]
+    if not header_size:
+        return shm.decode(body, [])
     descriptors = shm.unpack_descriptors(body[:header_size])
     buffers = [store.view(shared, record.segments) for shared in descriptors]
     return shm.decode(body[header_size:], buffers)

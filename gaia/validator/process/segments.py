@@ -6,14 +6,15 @@ however it ends, its segments are handed back with :meth:`SegmentStore.finish`; 
 
 * *lent* if an array returned to the caller still views its mapping (the name stays, the memory is
   the caller's until the last view is dropped), or
-* *free*: kept mapped for reuse by a later argument of similar size, up to ``cache_bytes`` in
-  total; beyond that it is unmapped and unlinked.
+* *free*: kept (with the parent's mapping, once it has one) for reuse by a later argument of
+  similar size, up to ``cache_bytes`` in total; beyond that it is unmapped and unlinked.
 
 Reuse matters: writing into fresh shared memory costs page faults and zeroing of every page
 (several times the cost of the copy itself on a VM); a free segment is already resident and
 mapped, so passing an array through it is one memcpy. A lent segment becomes free again once the
-caller's arrays are gone, which is detected from the reference count of its mapping (every ndarray
-over the mapping, and every view of those, holds a reference to it). CPython only.
+caller's arrays are gone, which is detected from the reference count of its mapping (an array
+numpy rebuilt on the mapping holds a memoryview of it, and views of that array hold the array).
+CPython only.
 
 Arrays the pool hands out live on after :meth:`close`: their names are unlinked but mappings stay
 valid until the arrays are dropped.

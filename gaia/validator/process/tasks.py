@@ -158,7 +158,12 @@ class TaskManager:
                 record.ended_by = record.ended_by or "cancelled"
                 self.finish(record)
             else:
+                # Its clock may have started in the instant before the child died: reset it.
+                if record.timer is not None:
+                    record.timer.cancel()
+                    record.timer = None
                 record.worker = None
+                record.started_at = None
                 requeue.append(record)
         self._admission.requeue(requeue)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import multiprocessing
 import os
 import signal
@@ -28,6 +29,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from . import channel
 from .child import ChildConfig, child_main
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .records import TaskRecord
@@ -238,6 +241,15 @@ class WorkerManager:
             pass
 
     def _on_frame(self, worker: Worker, frame: bytes) -> None:
+        try:
+            self._handle_frame(worker, frame)
+        except Exception:
+            # A frame we cannot handle leaves the conversation out of step: the child is killed
+            # so that its task fails (WorkerCrashed) instead of waiting forever.
+            logger.exception("process pool: cannot handle a frame from %s; killing it", worker)
+            self.kill(worker)
+
+    def _handle_frame(self, worker: Worker, frame: bytes) -> None:
         kind = frame[:1]
         if kind == channel.READY:
             _pid, seconds = _READY.unpack_from(frame, 1)
