@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/gaia demo
+	$(BIN)/gaia weather run
 
 demo: $(STAMP)
 	$(BIN)/gaia demo
