@@ -50,8 +50,9 @@ def numpy_version() -> str:
     return str(numpy.__version__)
 
 
-def preload(module: str) -> None:
-    importlib.import_module(module)
+def preload_numpy() -> None:
+    """Initializer of the warm pools: import numpy once per child."""
+    importlib.import_module("numpy")
 
 
 class Session(Protocol):
@@ -129,8 +130,7 @@ def open_futures(warm: bool) -> Session:
     executor = ProcessPoolExecutor(
         WORKERS,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=preload if warm else None,
-        initargs=("numpy",) if warm else (),
+        initializer=preload_numpy if warm else None,
     )
     return ExecutorSession(
         "concurrent.futures (spawn)", executor, executor.submit, lambda: executor.shutdown()
@@ -140,9 +140,7 @@ def open_futures(warm: bool) -> Session:
 def open_loky(warm: bool) -> Session:
     import loky
 
-    executor = loky.ProcessPoolExecutor(
-        WORKERS, initializer=preload if warm else None, initargs=("numpy",) if warm else ()
-    )
+    executor = loky.ProcessPoolExecutor(WORKERS, initializer=preload_numpy if warm else None)
     return ExecutorSession("loky", executor, executor.submit, lambda: executor.shutdown())
 
 
@@ -152,15 +150,15 @@ def open_pebble(warm: bool) -> Session:
     pool = pebble.ProcessPool(
         max_workers=WORKERS,
         context=multiprocessing.get_context("spawn"),
-        initializer=preload if warm else None,
-        initargs=("numpy",) if warm else (),
+        initializer=preload_numpy if warm else None,
     )
 
     def submit(fn: Callable[..., object], *args: object) -> Future[object]:
-        return pool.schedule(fn, args=args)  # type: ignore[no-any-return]
+        future: Future[object] = pool.schedule(fn, args=args)
+        return future
 
     def close() -> None:
-        pool.close()
+        pool.close()  # type: ignore[no-untyped-call]
         pool.join()
 
     return ExecutorSession("pebble", pool, submit, close)
@@ -283,19 +281,11 @@ def run() -> list[Row]:
 
 
 def main() -> None:
+    from gaia.cli.tables import print_table
+
     rows = run()
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    try:
-        from gaia.cli.tables import print_table
-    except ImportError:
-        print_table = None
-    table = [[row.get(column, "") for column in columns] for row in rows]
-    if print_table is not None:
-        print_table("process pools", columns, table)
-    else:
-        print("\t".join(columns))
-        for line in table:
-            print("\t".join(str(cell) for cell in line))
+    print_table("process pools", columns, [[row.get(c, "") for c in columns] for row in rows])
 
 
 if __name__ == "__main__":

@@ -173,8 +173,9 @@ def test_cgroup_v2_limit_caps_available_memory_and_capacity(tmp_path: Path) -> N
     limits = MemoryLimits.resolve(
         probe, budget_mb=None, soft_limit_mb=None, hard_limit_mb=None, min_available_mb=None
     )
-    assert limits.budget_bytes == int(probe.available() * 0.6)  # type: ignore[operator]
-    assert limits.hard_limit_bytes == int(limits.budget_bytes * 0.95)  # type: ignore[operator]
+    available = probe.available()
+    assert available is not None and limits.budget_bytes == int(available * 0.6)
+    assert limits.hard_limit_bytes == int(limits.budget_bytes * 0.95)
     assert limits.floor_bytes == int(3 * 2**30 * 0.10)
 
 
