@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import process_jobs as jobs
@@ -16,6 +18,7 @@ import pytest
 from gaia.validator.process import MemoryLimitExceeded, PoolClosed, PoolSettings, ProcessPool
 from gaia.validator.process import memory as memory_module
 from gaia.validator.process.admission import AdmissionQueue, EstimateBook
+from gaia.validator.process.cgroups import locate_memory_cgroup
 from gaia.validator.process.memory import MIB, MemoryLimits, MemoryProbe
 
 JOBS_DIR = Path(__file__).resolve().parent
@@ -138,6 +141,81 @@ def test_the_pool_works_without_psutil(tmp_path: Path) -> None:
     assert report == {**report, "value": 42, "killed": True, "source": "procfs"}
     assert report["psutil_loaded"] is False
     assert report["budget"] > 0 and report["available"] > 0
+
+
+KERNEL_OOM_SCRIPT = """
+import asyncio, json, os, sys
+with open(os.path.join(sys.argv[1], "cgroup.procs"), "w") as procs:
+    procs.write(str(os.getpid()))  # this process and every child it spawns live in the cgroup
+sys.path.insert(0, {jobs_dir!r})
+import process_jobs as jobs
+
+async def main():
+    from gaia.validator.process import PoolSettings, ProcessPool, WorkerCrashed
+
+    # The pool's own limits are set far above the cgroup's, so the kernel acts first.
+    settings = PoolSettings(max_workers=1, memory_budget_mb=8000, hard_limit_mb=8000)
+    async with ProcessPool(settings) as pool:
+        try:
+            await pool.run(jobs.allocate_and_hold, 1024, 5)
+            outcome = {{"returned": True}}
+        except WorkerCrashed as error:
+            outcome = {{"likely_oom": error.likely_oom, "signal": error.signal_number,
+                        "retryable": error.retryable, "message": str(error)}}
+        value = await pool.run(jobs.add, 1, b=1)
+        counters = pool.snapshot().counters
+    async with ProcessPool(PoolSettings(max_workers=1)) as derived:
+        budget = derived.snapshot().budget_bytes
+    print(json.dumps({{"outcome": outcome, "value": value, "budget": budget,
+                      "likely_oom_count": counters.likely_oom}}))
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def make_memory_cgroup(limit_bytes: int) -> Path | None:
+    """A child memory cgroup (v1) of this process's own, or None if that is not possible here."""
+    located = locate_memory_cgroup(Path("/proc"), Path("/sys/fs/cgroup"))
+    if located is None or located.version != 1:
+        return None
+    group = located.dirs[0] / f"gaia-pool-test-{os.getpid()}"
+    try:
+        group.mkdir()
+        (group / "memory.limit_in_bytes").write_text(str(limit_bytes))
+    except OSError:
+        return None
+    return group
+
+
+@pytest.mark.timeout(120)
+def test_a_kernel_oom_kill_is_reported_as_likely_oom(tmp_path: Path) -> None:
+    group = make_memory_cgroup(400 * MIB)
+    if group is None:
+        pytest.skip("cannot create a memory cgroup (v1) here to provoke a real OOM kill")
+    try:
+        script = tmp_path / "oom.py"
+        script.write_text(textwrap.dedent(KERNEL_OOM_SCRIPT.format(jobs_dir=str(JOBS_DIR))))
+        done = subprocess.run(
+            [sys.executable, str(script), str(group)], capture_output=True, text=True,
+            timeout=100, check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+    finally:
+        for _ in range(100):
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.05)
+    outcome = report["outcome"]
+    assert outcome["likely_oom"] is True and outcome["signal"] == 9 and outcome["retryable"]
+    assert "killed by SIGKILL (signal 9)" in outcome["message"]
+    assert "likely out of memory" in outcome["message"]
+    assert report["value"] == 2 and report["likely_oom_count"] == 1
+    # The default budget honours the cgroup: 60% of what the 400 MiB limit leaves.
+    assert 0 < report["budget"] <= 0.6 * 400 * MIB
 
 
 def write_tree(root: Path, files: dict[str, str]) -> None:
