@@ -1,23 +1,35 @@
 """FastScorer: every per-field metric of spec section 2 from one fused pass over the arrays.
 
-The field is processed in blocks of latitude rows small enough to stay in cache. For each block
-the inputs are cast to float64 once, the differences d = f - o and o - c (and, with a reference,
-f - ref, ref - o, f - K, ref - K for a pilot constant K near the reference's mean) are formed, and
-per-row sums and sums of squares/products are taken with BLAS-backed row reductions. Latitude
-weights are applied afterwards to the per-row results, so one pass yields both the weighted and
-the unweighted sums. Every metric is then derived algebraically: the bias-corrected MSE as
-E_w[(d - b)^2] = E_w[d^2] - b (2 E_w[d] - b) with b the unweighted mean of d, and the forecast
-anomaly f - c = d + (o - c) through E[(f-c)^2] = E[d^2] + 2 E[d (o-c)] + E[(o-c)^2].
+The field is processed in blocks of latitude rows sized to stay in the core's L2 cache. Each
+block of the inputs is read once: forecast, truth and climatology (and the reference) are cast
+to float64 straight into the slots of a reused block buffer, and the slots are then turned in
+place into the few differences every metric is built from:
 
-Raw-moment formulas lose digits when the terms they combine are large against the result; each
-such result is checked (the size of its terms over its value must stay below condition_limit)
-and the field falls back to the exact two-pass path when it is not, as it does when any value is
-missing. Results agree with ReferenceScorer to 1e-9 relative.
+    d = f - o, |d|, a = o - c                                   (every field)
+    q = f - ref, e = ref - o, v = ref - K                       (with a reference)
+
+with K a constant near the reference's mean (so v is small). Per-row sums, sums of squares and
+the cross products d*a and q*v are then taken with BLAS dot products, one row at a time (each
+well below the size at which OpenBLAS would start threads). Latitude weights are applied to the
+per-row results afterwards, so one pass yields both the weighted and the unweighted sums.
+
+Every metric is then derived algebraically from those moments: the bias-corrected MSE as
+E_w[(d - b)^2] = E_w[d^2] - b (2 E_w[d] - b) with b the unweighted mean of d; the forecast
+anomaly f - c = d + a through E[(f-c)^2] = E[d^2] + 2 E[d a] + E[a^2]; and the forecast itself,
+shifted, as f - K = q + v. Raw-moment formulas lose digits when the terms they combine are large
+against the result; each such result is checked (the size of its terms over its value must stay
+below condition_limit) and the field falls back to the exact two-pass path when it is not, as it
+does when any value is missing. Results agree with ReferenceScorer to 1e-9 relative.
+
+The block buffers and per-row result arrays are kept per scorer instance and per thread, keyed
+by the field's shape, so scoring field after field allocates nothing.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,54 +40,115 @@ from gaia.tasks.weather.scoring.summary import FieldSummary, build_metrics
 from gaia.tasks.weather.scoring.twopass import exact_summary
 from gaia.tasks.weather.scoring.weights import latitude_weights
 
-# Slots of the per-block float64 buffer (and rows of the per-row moment arrays).
-_ABS_ERROR, _ERROR, _O_ANOMALY = 0, 1, 2  # |f-o|, f-o, o-c
-_F_SHIFTED, _REF_SHIFTED, _F_MINUS_REF, _REF_ERROR = 3, 4, 5, 6  # f-K, ref-K, f-ref, ref-o
-_SLOTS_WITHOUT_REFERENCE, _SLOTS_WITH_REFERENCE = 3, 7
-_CROSS_ANOMALY, _CROSS_SHIFTED = 0, 1  # (f-o)(o-c), (f-K)(ref-K)
+# Slots of the block buffer. Sums are taken over slots [0, summed), squares over slots [1, end)
+# (row i of the squares is slot i + 1) and cross products pair slot 1 + j with slot 1 + pairs + j.
+_ABS_ERROR, _ERROR = 0, 1  # |f - o|, f - o: both layouts
+_ANOMALY = 2  # o - c, without a reference
+_CLONE, _REF_ANOMALY, _REF_SHIFTED, _REF_ERROR = 2, 3, 4, 5  # f-ref, o-c, ref-K, ref-o
+
+
+@dataclass(frozen=True)
+class _Layout:
+    slots: int
+    summed: int
+    pairs: int  # cross rows: (f-o)(o-c), and with a reference also (f-ref)(ref-K)
+
+
+_WITHOUT_REFERENCE = _Layout(slots=3, summed=3, pairs=1)
+_WITH_REFERENCE = _Layout(slots=6, summed=5, pairs=2)
+
+_BLOCK_BYTES = 1 << 20
+"""Default size of the block buffer: well inside a 2 MiB L2 with room for the input lines."""
+_KEPT_WORKSPACES = 4
+"""Workspaces (one per field shape and layout) kept per scorer and thread."""
 
 
 class _IllConditioned(Exception):
     """A raw-moment formula would lose too many digits; use the exact two-pass path."""
 
 
-def _accumulate(
-    inputs: FieldInputs, block_rows: int, shift: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One pass over the field: per-row sums, sums of squares and cross products of the slots."""
-    rows, cols = inputs.forecast.shape
-    has_reference = inputs.reference is not None
-    slots = _SLOTS_WITH_REFERENCE if has_reference else _SLOTS_WITHOUT_REFERENCE
-    summed = _REF_SHIFTED + 1 if has_reference else _O_ANOMALY + 1
-    sums = np.zeros((slots, rows))
-    squares = np.zeros((slots, rows))
-    cross = np.zeros((2, rows))
-    block = min(block_rows, rows)
-    buffer = np.empty((slots, block, cols))
-    ones = np.ones(cols)
-    # f is cast into the slot that first needs it; c borrows the |f - o| slot until |f - o| is due
-    forecast_slot = _F_SHIFTED if has_reference else _ERROR
-    for start in range(0, rows, block):
-        stop = min(rows, start + block)
-        x = buffer[:, : stop - start]
-        np.copyto(x[forecast_slot], inputs.forecast[start:stop])
-        np.copyto(x[_O_ANOMALY], inputs.truth[start:stop])  # o, becomes o - c below
-        np.subtract(x[forecast_slot], x[_O_ANOMALY], out=x[_ERROR])
-        if inputs.reference is not None:
-            np.copyto(x[_REF_SHIFTED], inputs.reference[start:stop])
-            np.subtract(x[_F_SHIFTED], x[_REF_SHIFTED], out=x[_F_MINUS_REF])
-            np.subtract(x[_REF_SHIFTED], x[_O_ANOMALY], out=x[_REF_ERROR])
-            np.subtract(x[_F_SHIFTED], shift, out=x[_F_SHIFTED])
-            np.subtract(x[_REF_SHIFTED], shift, out=x[_REF_SHIFTED])
-        np.copyto(x[_ABS_ERROR], inputs.climatology[start:stop])
-        np.subtract(x[_O_ANOMALY], x[_ABS_ERROR], out=x[_O_ANOMALY])
-        np.abs(x[_ERROR], out=x[_ABS_ERROR])
-        np.matmul(x[:summed], ones, out=sums[:summed, start:stop])
-        np.vecdot(x[1:], x[1:], out=squares[1:, start:stop])
-        np.vecdot(x[_ERROR], x[_O_ANOMALY], out=cross[_CROSS_ANOMALY, start:stop])
-        if has_reference:
-            np.vecdot(x[_F_SHIFTED], x[_REF_SHIFTED], out=cross[_CROSS_SHIFTED, start:stop])
-    return sums, squares, cross
+class _Workspace:
+    """The reused block buffer, per-row result arrays and per-block views for one field shape."""
+
+    def __init__(self, rows: int, cols: int, layout: _Layout, block_rows: int) -> None:
+        self.layout = layout
+        block = min(block_rows, rows)
+        self.buffer = np.empty((layout.slots, block, cols))
+        self.ones = np.ones(cols)
+        self.sums = np.empty((layout.summed, rows))
+        self.squares = np.empty((layout.slots - 1, rows))
+        self.cross = np.empty((layout.pairs, rows))
+        pairs = layout.pairs
+        # (start, stop, slots, summed slots, squared slots, left and right cross slots, outputs)
+        self.blocks = []
+        for start in range(0, rows, block):
+            stop = min(rows, start + block)
+            x = self.buffer[:, : stop - start]
+            self.blocks.append(
+                (
+                    start,
+                    stop,
+                    x,
+                    x[: layout.summed],
+                    x[1:],
+                    x[1 : 1 + pairs],
+                    x[1 + pairs : 1 + 2 * pairs],
+                    self.sums[:, start:stop],
+                    self.squares[:, start:stop],
+                    self.cross[:, start:stop],
+                )
+            )
+
+    def accumulate(self, inputs: FieldInputs, shift: float) -> None:
+        """One pass over the field: per-row sums, squares and cross products of the slots."""
+        forecast, truth, climatology = inputs.forecast, inputs.truth, inputs.climatology
+        reference = inputs.reference
+        ones = self.ones
+        vecdot, subtract, absolute = np.vecdot, np.subtract, np.abs
+        for start, stop, x, summed, squared, left, right, sums, squares, cross in self.blocks:
+            error, abs_error = x[_ERROR], x[_ABS_ERROR]
+            if reference is None:
+                anomaly = x[_ANOMALY]
+                error[...] = forecast[start:stop]
+                anomaly[...] = truth[start:stop]
+            else:
+                clone, anomaly = x[_CLONE], x[_REF_ANOMALY]
+                ref_shifted, ref_error = x[_REF_SHIFTED], x[_REF_ERROR]
+                error[...] = forecast[start:stop]
+                anomaly[...] = truth[start:stop]
+                ref_shifted[...] = reference[start:stop]
+                subtract(error, ref_shifted, clone)
+                subtract(ref_shifted, anomaly, ref_error)
+                subtract(ref_shifted, shift, ref_shifted)
+            abs_error[...] = climatology[start:stop]  # c waits in the |f - o| slot
+            subtract(error, anomaly, error)
+            subtract(anomaly, abs_error, anomaly)
+            absolute(error, abs_error)
+            vecdot(summed, ones, out=sums)
+            vecdot(squared, squared, out=squares)
+            vecdot(left, right, out=cross)
+
+
+@dataclass(frozen=True)
+class _Moments:
+    """Means over the field (weighted or not) of the slots, their squares and cross products."""
+
+    mean: list[float]  # by slot, for the summed slots
+    square: list[float]  # by slot (index 0, |d|, unused)
+    cross: list[float]  # (f-o)(o-c), then (f-ref)(ref-K)
+
+    @classmethod
+    def of(cls, workspace: _Workspace, weights: np.ndarray | None, total: float) -> _Moments:
+        def reduce(per_row: np.ndarray) -> list[float]:
+            summed = per_row @ weights if weights is not None else per_row.sum(axis=1)
+            result: list[float] = (summed / total).tolist()
+            return result
+
+        return cls(
+            mean=reduce(workspace.sums),
+            square=[math.nan, *reduce(workspace.squares)],
+            cross=reduce(workspace.cross),
+        )
 
 
 def _guarded(magnitude: float, centred: float, limit: float) -> float:
@@ -92,7 +165,7 @@ def _guarded(magnitude: float, centred: float, limit: float) -> float:
 
 
 def _pilot_shift(reference: np.ndarray | None) -> float:
-    """A constant near the reference's mean, so f - K and ref - K are small (see module doc)."""
+    """A constant near the reference's mean, so ref - K is small (see module doc)."""
     if reference is None:
         return 0.0
     step = max(1, min(reference.shape) // 32)
@@ -100,22 +173,37 @@ def _pilot_shift(reference: np.ndarray | None) -> float:
 
 
 class FastScorer:
-    """Scores one field with the fused one-pass kernel (exact two-pass path as fallback)."""
+    """Scores one field with the fused one-pass kernel (exact two-pass path as fallback).
+
+    block_rows is the number of latitude rows per block; by default it is chosen so the block
+    buffer takes about 1 MiB. An instance may be shared between threads (each thread gets its own
+    buffers).
+    """
 
     def __init__(
         self,
         config: MetricConfig | None = None,
         *,
-        block_rows: int = 24,
+        block_rows: int | None = None,
         condition_limit: float = 1e3,
     ) -> None:
-        if block_rows < 1:
+        if block_rows is not None and block_rows < 1:
             raise ValueError(f"block_rows must be >= 1, got {block_rows}")
         if not condition_limit >= 1.0:
             raise ValueError(f"condition_limit must be >= 1, got {condition_limit}")
         self.config = config or MetricConfig()
         self.block_rows = block_rows
         self.condition_limit = condition_limit
+        self._local = threading.local()
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        del state["_local"]  # buffers are per process and thread
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     def score(self, inputs: FieldInputs) -> FieldMetrics:
         return build_metrics(inputs, self.summarise(inputs))
@@ -128,95 +216,117 @@ class FastScorer:
     def one_pass(self, inputs: FieldInputs) -> FieldSummary | None:
         """The one-pass result, or None when the field has a missing value or is too badly
         conditioned for raw moments (the caller then needs the exact two-pass path)."""
+        rows, cols = inputs.forecast.shape
+        if rows * cols == 0:
+            return None
         shift = _pilot_shift(inputs.reference)
-        per_row = _accumulate(inputs, self.block_rows, shift)
+        workspace = self._workspace(rows, cols, inputs.reference is not None)
+        workspace.accumulate(inputs, shift)
+        per_row = (workspace.sums, workspace.squares, workspace.cross)
         if not all(np.isfinite(moments).all() for moments in per_row):  # a missing value
             return None
+        row_weights = latitude_weights(inputs.lat)
+        weighted = _Moments.of(workspace, row_weights, cols * math.fsum(row_weights.tolist()))
+        unweighted = _Moments.of(workspace, None, float(rows * cols))
         try:
-            return self._derive(inputs, per_row, shift)
+            return self._derive(inputs, weighted, unweighted, shift)
         except _IllConditioned:
             return None
 
-    def _derive(
-        self,
-        inputs: FieldInputs,
-        per_row: tuple[np.ndarray, np.ndarray, np.ndarray],
-        shift: float,
-    ) -> FieldSummary:
-        rows, cols = inputs.forecast.shape
-        count = rows * cols
-        row_weights = latitude_weights(inputs.lat)
-        weight = cols * math.fsum(row_weights.tolist())
-        # weighted (w) and unweighted (u) means of the slots, their squares and cross products
-        mean_w, square_w, cross_w = ((m @ row_weights / weight).tolist() for m in per_row)
-        mean_u, square_u, cross_u = ((m.sum(axis=1) / count).tolist() for m in per_row)
-        limit = self.condition_limit
+    def _workspace(self, rows: int, cols: int, with_reference: bool) -> _Workspace:
+        layout = _WITH_REFERENCE if with_reference else _WITHOUT_REFERENCE
+        block_rows = self.block_rows or max(1, _BLOCK_BYTES // (layout.slots * cols * 8))
+        cache: dict[tuple[int, int, _Layout, int], _Workspace] | None = getattr(
+            self._local, "workspaces", None
+        )
+        if cache is None:
+            cache = self._local.workspaces = {}
+        key = (rows, cols, layout, block_rows)
+        workspace = cache.pop(key, None)
+        if workspace is None:
+            workspace = _Workspace(rows, cols, layout, block_rows)
+            while len(cache) >= _KEPT_WORKSPACES:
+                del cache[next(iter(cache))]  # the least recently used
+        cache[key] = workspace
+        return workspace
 
-        bias = mean_u[_ERROR]
-        mse_raw = square_w[_ERROR]
-        mean_error = mean_w[_ERROR]
+    def _derive(
+        self, inputs: FieldInputs, weighted: _Moments, unweighted: _Moments, shift: float
+    ) -> FieldSummary:
+        limit = self.condition_limit
+        anomaly = _ANOMALY if inputs.reference is None else _REF_ANOMALY
+
+        bias = unweighted.mean[_ERROR]
+        mse_raw = weighted.square[_ERROR]
+        mean_error = weighted.mean[_ERROR]
         correction = bias * (2.0 * mean_error - bias)  # b is unweighted: not bounded by mse_raw
         magnitude = mse_raw + abs(bias) * (2.0 * abs(mean_error) + abs(bias))
         mse = _guarded(magnitude, mse_raw - correction, limit)
 
-        def forecast_anomaly(
-            mean: list[float], square: list[float], cross: list[float]
-        ) -> tuple[float, float, float, float]:
+        def forecast_anomaly(m: _Moments) -> tuple[float, float, float, float]:
             """Mean, mean square, variance of f - c = d + (o - c), and E[(f-c)(o-c)]."""
-            anomaly_mean = mean[_ERROR] + mean[_O_ANOMALY]
-            parts = (square[_ERROR], 2.0 * cross[_CROSS_ANOMALY], square[_O_ANOMALY])
+            anomaly_mean = m.mean[_ERROR] + m.mean[anomaly]
+            parts = (m.square[_ERROR], 2.0 * m.cross[0], m.square[anomaly])
             anomaly_square = math.fsum(parts)
             magnitude = parts[0] + abs(parts[1]) + parts[2]
             variance = _guarded(magnitude, anomaly_square - anomaly_mean**2, limit)
-            return anomaly_mean, anomaly_square, variance, cross[_CROSS_ANOMALY] + parts[2]
+            return anomaly_mean, anomaly_square, variance, m.cross[0] + parts[2]
 
-        def truth_anomaly_variance(mean: list[float], square: list[float]) -> float:
-            centred = square[_O_ANOMALY] - mean[_O_ANOMALY] ** 2
-            return _guarded(square[_O_ANOMALY], centred, limit)
+        def truth_anomaly_variance(m: _Moments) -> float:
+            centred = m.square[anomaly] - m.mean[anomaly] ** 2
+            return _guarded(m.square[anomaly], centred, limit)
 
         acc = math.nan
         floor = self.config.anomaly_std_floor
         spread = self.config.constant_relative_spread
-        f_variance_u = forecast_anomaly(mean_u, square_u, cross_u)[2]
-        o_variance_u = truth_anomaly_variance(mean_u, square_u)
+        f_variance_u = forecast_anomaly(unweighted)[2]
+        o_variance_u = truth_anomaly_variance(unweighted)
         if math.sqrt(f_variance_u) >= floor and math.sqrt(o_variance_u) >= floor:
-            f_mean, f_square, f_variance, f_cross = forecast_anomaly(mean_w, square_w, cross_w)
-            o_variance = truth_anomaly_variance(mean_w, square_w)
-            covariance = f_cross - f_mean * mean_w[_O_ANOMALY]
+            f_mean, f_square, f_variance, f_cross = forecast_anomaly(weighted)
+            o_variance = truth_anomaly_variance(weighted)
+            covariance = f_cross - f_mean * weighted.mean[anomaly]
             acc = correlation(
-                covariance, f_variance, o_variance, f_square, square_w[_O_ANOMALY], spread
+                covariance, f_variance, o_variance, f_square, weighted.square[anomaly], spread
             )
 
         clone_mse: float | None = None
         pattern_r: float | None = None
         if inputs.reference is not None:
-            mse_reference = square_w[_REF_ERROR]
-            clone_mse = square_w[_F_MINUS_REF]
-            variances = [
-                _guarded(square_w[s], square_w[s] - mean_w[s] ** 2, limit)
-                for s in (_F_SHIFTED, _REF_SHIFTED)
-            ]
-            f_mean, r_mean = mean_w[_F_SHIFTED], mean_w[_REF_SHIFTED]
-            pattern_r = correlation(
-                cross_w[_CROSS_SHIFTED] - f_mean * r_mean,
-                variances[0],
-                variances[1],
-                square_w[_F_SHIFTED] + shift * (2.0 * f_mean + shift),  # mean square of f itself
-                square_w[_REF_SHIFTED] + shift * (2.0 * r_mean + shift),
-                spread,
-            )
+            mse_reference = weighted.square[_REF_ERROR]
+            clone_mse = weighted.square[_CLONE]
+            pattern_r = _pattern_correlation(weighted, shift, limit, spread)
         else:
-            mse_reference = square_w[_O_ANOMALY]  # the climatology is the reference
+            mse_reference = weighted.square[anomaly]  # the climatology is the reference
 
         return FieldSummary(
-            valid_points=count,
+            valid_points=inputs.forecast.size,
             bias=bias,
             mse_raw=mse_raw,
             mse=mse,
             mse_reference=mse_reference,
-            mae_weighted=mean_w[_ABS_ERROR],
+            mae_weighted=weighted.mean[_ABS_ERROR],
             bias_weighted=mean_error,
             acc=acc,
             clone_mse=clone_mse,
             pattern_r=pattern_r,
         )
+
+
+def _pattern_correlation(m: _Moments, shift: float, limit: float, spread: float) -> float:
+    """Weighted r(f, ref) from the moments of q = f - ref and v = ref - K (f - K = q + v)."""
+    v_mean, v_square = m.mean[_REF_SHIFTED], m.square[_REF_SHIFTED]
+    qv = m.cross[1]
+    f_mean = m.mean[_CLONE] + v_mean  # of f - K
+    parts = (m.square[_CLONE], 2.0 * qv, v_square)
+    f_square = math.fsum(parts)  # of f - K
+    magnitude = parts[0] + abs(parts[1]) + parts[2]
+    f_variance = _guarded(magnitude, f_square - f_mean**2, limit)
+    v_variance = _guarded(v_square, v_square - v_mean**2, limit)
+    return correlation(
+        qv + v_square - f_mean * v_mean,  # E[(f-K)(ref-K)] - E[f-K] E[ref-K]
+        f_variance,
+        v_variance,
+        f_square + shift * (2.0 * f_mean + shift),  # mean square of f itself
+        v_square + shift * (2.0 * v_mean + shift),  # and of ref
+        spread,
+    )
