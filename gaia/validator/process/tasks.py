@@ -121,7 +121,7 @@ class TaskManager:
             if record.task_id == task_id:
                 record.ended_by = record.ended_by or "cancelled"
                 self.finish(record)
-                self._workers.task_done(worker, record)
+                self._workers.task_done(worker, record, ran=False)
                 self._next_head(worker)
                 return
 

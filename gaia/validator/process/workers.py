@@ -81,9 +81,9 @@ class Worker:
         self.exitcode: int | None = None
         self.channel: channel.Channel | None = None
         self.exited = asyncio.Event()
-        self._pidfd: int | None = None
-        self._watched_fd: int | None = None
-        self._kill_timer: asyncio.TimerHandle | None = None
+        self.pidfd: int | None = None
+        self.watched_fd: int | None = None
+        self.kill_timer: asyncio.TimerHandle | None = None
 
     @property
     def alive(self) -> bool:
@@ -180,14 +180,15 @@ class WorkerManager:
         if worker.channel is not None and worker.channel.is_open:
             worker.channel.send(channel.CANCEL, _TASK_ID.pack(record.task_id))
 
-    def task_done(self, worker: Worker, record: TaskRecord) -> None:
-        """A task left the child (finished or skipped)."""
+    def task_done(self, worker: Worker, record: TaskRecord, *, ran: bool = True) -> None:
+        """A task left the child: it ran, or (``ran=False``) it was skipped before starting."""
         inflight = worker.inflight
         if inflight and inflight[0] is record:
             inflight.popleft()
         elif record in inflight:
             inflight.remove(record)
-        worker.tasks_done += 1
+        if ran:
+            worker.tasks_done += 1
         if worker.state is WorkerState.BUSY and not worker.inflight:
             worker.state = WorkerState.IDLE
             worker.idle_since = time.monotonic()
@@ -228,13 +229,13 @@ class WorkerManager:
             await asyncio.gather(*waits)
 
     def _arm_kill(self, worker: Worker) -> None:
-        if worker._kill_timer is None:
-            worker._kill_timer = self._loop.call_later(self._grace, self.kill, worker)
+        if worker.kill_timer is None:
+            worker.kill_timer = self._loop.call_later(self._grace, self.kill, worker)
 
     def _signal(self, worker: Worker, signum: int) -> None:
         try:
-            if worker._pidfd is not None:
-                signal.pidfd_send_signal(worker._pidfd, signum)
+            if worker.pidfd is not None:
+                signal.pidfd_send_signal(worker.pidfd, signum)
             elif worker.process.exitcode is None:
                 os.kill(worker.pid, signum)
         except ProcessLookupError:
@@ -269,17 +270,17 @@ class WorkerManager:
         if hasattr(os, "pidfd_open"):
             try:
                 fd = os.pidfd_open(worker.pid)
-                worker._pidfd = fd
+                worker.pidfd = fd
             except OSError:
                 fd = None
         if fd is None:
             fd = worker.process.sentinel
-        worker._watched_fd = fd
+        worker.watched_fd = fd
         self._loop.add_reader(fd, self._on_exit, worker, _EXIT_POLLS)
 
     def _on_exit(self, worker: Worker, polls_left: int) -> None:
-        if worker._watched_fd is not None:
-            self._loop.remove_reader(worker._watched_fd)
+        if worker.watched_fd is not None:
+            self._loop.remove_reader(worker.watched_fd)
         exitcode = worker.process.exitcode
         if exitcode is None and polls_left > 0:
             # The sentinel closes a moment before the child can be reaped; poll briefly.
@@ -291,19 +292,19 @@ class WorkerManager:
             worker.channel.close()
         worker.exitcode = exitcode
         worker.state = WorkerState.DEAD
-        if worker._kill_timer is not None:
-            worker._kill_timer.cancel()
-            worker._kill_timer = None
+        if worker.kill_timer is not None:
+            worker.kill_timer.cancel()
+            worker.kill_timer = None
         worker.exited.set()
         self._events.worker_exited(worker)
         del self.workers[worker.wid]
         _close_process(worker.process)
 
     def _close_handles(self, worker: Worker) -> None:
-        if worker._pidfd is not None:
-            os.close(worker._pidfd)
-            worker._pidfd = None
-        worker._watched_fd = None
+        if worker.pidfd is not None:
+            os.close(worker.pidfd)
+            worker.pidfd = None
+        worker.watched_fd = None
 
 
 def _close_process(process: BaseProcess) -> None:
