@@ -21,6 +21,8 @@ MODULES = [
     "queue_redis",
     "process_pool",
     "weather_scoring",
+    "weather_loading",
+    "weather_job",
 ]
 
 Row = dict[str, str | float]
