@@ -111,18 +111,22 @@ class RedisQueue(Queue):
             seen.add(job.id)
         if not jobs:
             return []
-        if len(jobs) > ENQUEUE_CHUNK:
-            await self._refuse_existing(jobs)
+
+        def fields(chunk: Sequence[Job]) -> list[str]:
+            arguments = [str(len(chunk))]
+            for job in chunk:
+                arguments += enqueue_fields(job)
+            return arguments
 
         def calls(resent: bool) -> Iterator[list[str]]:
             for start in range(0, len(jobs), ENQUEUE_CHUNK):
-                chunk = jobs[start : start + ENQUEUE_CHUNK]
-                arguments = [*self._header(resent), str(len(chunk))]
-                for job in chunk:
-                    arguments += enqueue_fields(job)
-                yield arguments
+                yield [*self._header(resent), *fields(jobs[start : start + ENQUEUE_CHUNK])]
 
-        replies = await self._link.script_stream("enqueue", calls)
+        if len(jobs) <= ENQUEUE_CHUNK:  # one call: it may share a pipeline with others
+            replies = [await self._run("enqueue", *fields(jobs))]
+        else:
+            await self._refuse_existing(jobs)
+            replies = await self._link.script_stream("enqueue", calls)
         stored: list[Job] = []
         for reply in replies:
             assert isinstance(reply, list)
