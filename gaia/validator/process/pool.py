@@ -181,7 +181,14 @@ class ProcessPool:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         function = function_name(fn)
         estimate, source = self._estimate(function, memory_mb)
-        body, buffers, segments = await self._encode(function, (fn, args, kwargs))
+        try:
+            body, raws = shm.encode((fn, args, kwargs), self.settings.shm_threshold_bytes)
+        except Exception as exc:
+            raise TypeError(
+                f"cannot send {function} and its arguments to a child process ({exc}); the "
+                "function must be importable by name and every argument picklable"
+            ) from exc
+        buffers, segments = (await self._share(raws)) if raws else (b"", [])
         record = TaskRecord(
             task_id=self._next_task_id,
             function=function,
@@ -196,7 +203,10 @@ class ProcessPool:
         self._next_task_id += 1
         self._counters.submitted += 1
         self._admission.push(record, estimate)
-        self._pump()
+        if self._admission.waiting_count == 1:
+            # Alone in the queue: it may start now. Behind others it cannot (FIFO), and every
+            # event that lets the head start (a free child, memory given back) pumps the queue.
+            self._pump()
         try:
             box = await record.future
         except asyncio.CancelledError:
@@ -223,17 +233,8 @@ class ProcessPool:
                     )
         return self._estimates.estimate(function, declared)
 
-    async def _encode(self, function: str, call: object) -> tuple[bytes, bytes, list[Segment]]:
-        """Pickle the call; large buffers go into shared segments (copied off the loop)."""
-        try:
-            body, raws = shm.encode(call, self.settings.shm_threshold_bytes)
-        except Exception as exc:
-            raise TypeError(
-                f"cannot send {function} and its arguments to a child process ({exc}); the "
-                "function must be importable by name and every argument picklable"
-            ) from exc
-        if not raws:
-            return body, b"", []
+    async def _share(self, raws: list[memoryview]) -> tuple[bytes, list[Segment]]:
+        """Copy large out-of-band buffers into shared segments (off the loop when large)."""
         segments = [self._store.allocate(raw.nbytes) for raw in raws]
         await self._fill(segments, raws)
         if self._state != "started":
@@ -243,7 +244,7 @@ class ProcessPool:
             shm.SharedBuffer(segment.name, raw.nbytes)
             for segment, raw in zip(segments, raws, strict=True)
         ]
-        return body, shm.pack_descriptors(shared), segments
+        return shm.pack_descriptors(shared), segments
 
     async def _fill(self, segments: list[Segment], raws: list[memoryview]) -> None:
         def fill_all() -> None:

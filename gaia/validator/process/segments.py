@@ -133,6 +133,8 @@ class SegmentStore:
 
     def finish(self, segments: list[Segment]) -> None:
         """A task is over: each of its segments becomes lent, free, or is destroyed."""
+        if not segments:
+            return
         for segment in segments:
             if not segment.in_task or segment.name not in self._segments:
                 continue
