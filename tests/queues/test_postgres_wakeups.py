@@ -110,7 +110,11 @@ async def test_listener_reconnects_after_its_connection_is_killed(
 ) -> None:
     waiter, producer = pair
     assert await waiter.claim("warm-up", wait=0.1) is None  # starts the LISTEN connection
-    first = await listening_backends(waiter)
+    for _ in range(100):
+        first = await listening_backends(waiter)
+        if first:
+            break
+        await asyncio.sleep(0.1)
     assert len(first) == 1
     await raw_execute(waiter, "SELECT pg_terminate_backend($1)", first[0])
     for _ in range(100):  # the listener reconnects after a short backoff

@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS = 30.0
 KEEPALIVE_TIMEOUT = 10.0
-FIRST_CONNECT_WAIT = 5.0
 
 
 class Signal:
@@ -69,16 +68,13 @@ class Listener:
         self.signal = Signal()
         self.connected = False
         self._task: asyncio.Task[None] | None = None
-        self._first_connect: asyncio.Event = asyncio.Event()
         self._closed = False
 
-    async def start(self) -> None:
-        """Start listening (once); wait briefly for the first connection to be up."""
+    def start(self) -> None:
+        """Start listening in the background (once). Until the connection is up, ``connected``
+        is False; the signal fires when it comes up, so nothing sent after that is missed."""
         if self._task is None and not self._closed:
             self._task = asyncio.create_task(self._run(), name=f"listen {self._channel}")
-        if not self.connected:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._first_connect.wait(), FIRST_CONNECT_WAIT)
 
     async def _run(self) -> None:
         failures = 0
@@ -101,7 +97,6 @@ class Listener:
             connection.add_termination_listener(lambda _: lost.set())
             await connection.add_listener(self._channel, self._on_notification)
             self.connected = True
-            self._first_connect.set()
             self.signal.fire()  # anything sent while we were away was missed: look again
             while not lost.is_set() and not self._closed:
                 try:

@@ -188,7 +188,7 @@ class PostgresQueue(Queue):
             return None
         signal = self._listener.signal
         if wait > 0:
-            await self._listener.start()
+            self._listener.start()
         deadline = time.monotonic() + wait
         while not self._closed:
             since = signal.epoch
