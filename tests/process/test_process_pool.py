@@ -16,6 +16,8 @@ from gaia.validator.process import (
     ProcessPool,
     ProcessPoolError,
     RemoteError,
+    TaskNotSendable,
+    TaskTooLarge,
     WorkerStartError,
 )
 from gaia.validator.process.errors import MemoryLimitExceeded, TaskTimeout, WorkerCrashed
@@ -77,8 +79,9 @@ async def test_exception_that_cannot_be_rebuilt_arrives_as_remote_error() -> Non
 
 async def test_a_lambda_is_refused_with_a_clear_error() -> None:
     async with small_pool() as pool:
-        with pytest.raises(TypeError, match="importable by name"):
+        with pytest.raises(TaskNotSendable, match="importable by name") as caught:
             await pool.run(lambda: 1)
+        assert isinstance(caught.value, TypeError) and caught.value.retryable is False
         assert pool.snapshot().counters.submitted == 0
 
 
@@ -130,8 +133,9 @@ async def test_stop_fails_waiting_and_running_tasks_and_refuses_new_ones() -> No
 
 async def test_memory_estimate_larger_than_the_budget_is_refused() -> None:
     async with small_pool(memory_budget_mb=500) as pool:
-        with pytest.raises(ValueError, match="exceeds the pool's memory budget"):
+        with pytest.raises(TaskTooLarge, match="exceeds the pool's memory budget") as caught:
             await pool.run(jobs.add, 1, memory_mb=600)
+        assert isinstance(caught.value, ValueError) and caught.value.retryable is False
         with pytest.raises(ValueError, match="memory_mb must be > 0"):
             await pool.run(jobs.add, 1, memory_mb=0)
         with pytest.raises(ValueError, match="timeout must be > 0"):

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
         PoolClosed,
         ProcessPoolError,
         RemoteError,
+        TaskNotSendable,
         TaskTimeout,
+        TaskTooLarge,
         WorkerCrashed,
         WorkerStartError,
     )
@@ -40,6 +42,8 @@ _EXPORTS = {
     "WorkerCrashed": "errors",
     "MemoryLimitExceeded": "errors",
     "TaskTimeout": "errors",
+    "TaskTooLarge": "errors",
+    "TaskNotSendable": "errors",
     "PoolClosed": "errors",
     "RemoteError": "errors",
     "WorkerStartError": "errors",
@@ -57,7 +61,9 @@ __all__ = [
     "ProcessPoolError",
     "RemoteError",
     "RunningTask",
+    "TaskNotSendable",
     "TaskTimeout",
+    "TaskTooLarge",
     "WorkerCrashed",
     "WorkerStartError",
 ]

@@ -48,6 +48,20 @@ class PoolClosed(ProcessPoolError):
     retryable = True
 
 
+class TaskTooLarge(ProcessPoolError, ValueError):
+    """The declared memory estimate exceeds the pool's budget or per-child hard limit: the task
+    could never be admitted here. Not retryable (the same estimate fails the same way)."""
+
+    retryable = False
+
+
+class TaskNotSendable(ProcessPoolError, TypeError):
+    """The function or an argument cannot be pickled for a child process (a lambda, a local
+    function, an open file...). Not retryable."""
+
+    retryable = False
+
+
 class WorkerStartError(ProcessPoolError):
     """A child process could not be started or its initializer failed.
 

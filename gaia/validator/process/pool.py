@@ -21,7 +21,7 @@ from typing import TypeVar, cast
 from . import shm
 from .admission import AdmissionQueue, EstimateBook
 from .child import ChildConfig
-from .errors import PoolClosed, WorkerStartError
+from .errors import PoolClosed, TaskNotSendable, TaskTooLarge, WorkerStartError
 from .memory import MIB, MemoryLimits, MemoryProbe
 from .monitor import MemoryWatch, Monitor
 from .records import TaskRecord, function_name
@@ -184,7 +184,7 @@ class ProcessPool:
         try:
             body, raws = shm.encode((fn, args, kwargs), self.settings.shm_threshold_bytes)
         except Exception as exc:
-            raise TypeError(
+            raise TaskNotSendable(
                 f"cannot send {function} and its arguments to a child process ({exc}); the "
                 "function must be importable by name and every argument picklable"
             ) from exc
@@ -227,7 +227,7 @@ class ProcessPool:
                 ("per-child hard limit", limits.hard_limit_bytes),
             ):
                 if limit is not None and declared > limit:
-                    raise ValueError(
+                    raise TaskTooLarge(
                         f"memory_mb={memory_mb:g} exceeds the pool's {name} of "
                         f"{limit / MIB:.0f} MiB; the task could never run in this pool"
                     )
