@@ -160,3 +160,7 @@ def log_and_sleep(log: str, tag: str, seconds: float = 0.0) -> str:
         handle.write(tag + "\n")
     time.sleep(seconds)
     return tag
+
+
+def unpicklable_result() -> object:
+    return (value for value in range(3))  # a generator cannot be pickled

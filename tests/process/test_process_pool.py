@@ -77,6 +77,15 @@ async def test_exception_that_cannot_be_rebuilt_arrives_as_remote_error() -> Non
     assert error.retryable is True
 
 
+async def test_a_result_that_cannot_be_pickled_is_an_error_not_a_crash() -> None:
+    async with small_pool(max_workers=1) as pool:
+        pid = await pool.run(jobs.child_pid)
+        with pytest.raises(TypeError, match="could not be pickled"):
+            await pool.run(jobs.unpicklable_result)
+        assert await pool.run(jobs.child_pid) == pid  # the same child carries on
+        assert pool.snapshot().counters.crashes == 0
+
+
 async def test_a_lambda_is_refused_with_a_clear_error() -> None:
     async with small_pool() as pool:
         with pytest.raises(TaskNotSendable, match="importable by name") as caught:

@@ -177,6 +177,8 @@ class ProcessPool:
             await self.start()
         if self._state != "started":
             raise PoolClosed("the process pool is stopped")
+        if asyncio.get_running_loop() is not self._loop:
+            raise RuntimeError("a ProcessPool can only be used from the event loop that started it")
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         function = function_name(fn)
