@@ -84,7 +84,9 @@ async def test_a_cancelled_callers_result_goes_to_on_abandoned() -> None:
     recorder.gate.set()
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    await coalescer.close()
+    flushing = coalescer.in_flight()
+    if flushing:
+        await asyncio.wait(flushing)
     assert abandoned == [60]
 
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from clock import FakeClock
 
-from gaia.validator.core import JobStatus, new_job
+from gaia.validator.core import JobStatus, QueueClosed, new_job
 from gaia.validator.queues import open_queue
 from gaia.validator.queues.postgres import DatabaseUnavailable, PostgresQueue
 
@@ -68,3 +68,17 @@ async def test_outage_longer_than_reconnect_timeout_raises_clearly(start_postgre
         assert (await queue.stats()).total(JobStatus.QUEUED) == 2
     finally:
         await queue.close()
+
+
+async def test_close_during_an_outage_does_not_wait_for_the_server(
+    start_postgres_server,
+) -> None:
+    server = start_postgres_server()
+    queue = await open_queue(server.url)  # reconnect_timeout: the default 60 s
+    await asyncio.to_thread(server.stop)
+    claiming = asyncio.create_task(queue.claim("w1"))
+    await asyncio.sleep(0.5)  # the claim is now retrying against a stopped server
+    assert not claiming.done()
+    await queue.close()  # within the close grace (5 s), not the 60 s reconnect timeout
+    with pytest.raises(QueueClosed):
+        await claiming

@@ -80,8 +80,6 @@ class Coalescer(Generic[RequestT, ResultT]):
         else:
             future.set_result(outcome)
 
-    async def close(self) -> None:
-        """Wait for the batch in flight (queued requests still run)."""
-        flusher = self._flusher
-        if flusher is not None:
-            await asyncio.gather(flusher, return_exceptions=True)
+    def in_flight(self) -> list[asyncio.Task[None]]:
+        """The task running batches now, if any (for a close to wait on)."""
+        return [] if self._flusher is None else [self._flusher]

@@ -133,9 +133,7 @@ class Claimer:
         with contextlib.suppress(Exception):  # else the reaper reclaims it when the lease expires
             await self._release(lease)
 
-    async def close(self) -> None:
-        """Wait for claims in flight and for releases of abandoned claims."""
-        for coalescer in self._coalescers.values():
-            await coalescer.close()
-        if self._releasing:
-            await asyncio.gather(*self._releasing, return_exceptions=True)
+    def in_flight(self) -> list[asyncio.Task[None]]:
+        """Claims in flight, and releases of abandoned claims."""
+        tasks = [task for coalescer in self._coalescers.values() for task in coalescer.in_flight()]
+        return tasks + list(self._releasing)

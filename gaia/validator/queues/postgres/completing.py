@@ -11,6 +11,7 @@ or recognises a commit whose reply was lost.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -81,5 +82,5 @@ class Completer:
                 outcomes.append(error)
         return outcomes
 
-    async def close(self) -> None:
-        await self._coalescer.close()
+    def in_flight(self) -> list[asyncio.Task[None]]:
+        return self._coalescer.in_flight()

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from gaia.validator.core.errors import GaiaError
+from gaia.validator.core.errors import GaiaError, QueueClosed
 from gaia.validator.queues.postgres.options import ParsedURL
 from gaia.validator.queues.postgres.rows import encode_json
 
@@ -93,6 +93,7 @@ class Connector:
         self._display = parsed.display
         self._options = parsed.options
         self._pool: asyncpg.Pool | None = None
+        self._closing = False
 
     async def open(self) -> None:
         async def create(_: object, attempt: int) -> asyncpg.Pool:
@@ -112,10 +113,12 @@ class Connector:
     async def run(self, operation: Operation[T]) -> T:
         """Run ``operation`` on a pooled connection, reconnecting with backoff if it is lost."""
         pool = self._pool
-        if pool is None:
-            raise RuntimeError("the connector is not open")
+        if pool is None or self._closing:
+            raise QueueClosed(f"the connection pool to {self._display} is closed")
 
         async def on_pool(_: object, attempt: int) -> T:
+            if self._closing:  # closed while this operation waited to retry
+                raise QueueClosed(f"the connection pool to {self._display} was closed")
             async with pool.acquire() as connection:
                 try:
                     return await operation(connection, attempt)
@@ -166,6 +169,7 @@ class Connector:
                 await asyncio.sleep(delay)
 
     async def close(self) -> None:
+        self._closing = True
         pool, self._pool = self._pool, None
         if pool is None:
             return

@@ -16,6 +16,7 @@ recognised and not applied twice.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import TypeAlias
@@ -50,6 +51,8 @@ MIN_RECHECK = 0.005
 POLL_WHILE_DISCONNECTED = 1.0
 """Longest wait while the LISTEN connection is down (no wake-ups can arrive)."""
 PURGE_CHUNK = 10_000
+CLOSE_GRACE = 5.0
+"""Seconds close() waits for batches in flight before closing the pool under them."""
 EXHAUSTED_ERROR = error_value(JobError("no attempt left", kind=lifecycle.EXHAUSTED))
 
 
@@ -390,8 +393,11 @@ class PostgresQueue(Queue):
             return
         self._closed = True
         await self._listener.close()
-        await self._claimer.close()
-        await self._completer.close()
+        # Let claims and completions in flight finish, unless the server is away (they would
+        # retry until reconnect_timeout): then the pool closes under them and they fail.
+        in_flight = self._claimer.in_flight() + self._completer.in_flight()
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=CLOSE_GRACE)
         await self._connector.close()
 
     def _check_open(self) -> None:
