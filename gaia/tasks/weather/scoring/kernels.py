@@ -75,27 +75,22 @@ class _Workspace:
         block = min(block_rows, rows)
         self.buffer = np.empty((layout.slots, block, cols))
         self.ones = np.ones(cols)
-        self.sums = np.empty((layout.summed, rows))
-        self.squares = np.empty((layout.slots - 1, rows))
-        self.cross = np.empty((layout.pairs, rows))
         pairs = layout.pairs
-        # (start, stop, slots, summed slots, squared slots, left and right cross slots, outputs)
+        # per-row sums, then squares, then cross products, in one array reduced at once
+        self.per_row = np.empty((layout.summed + layout.slots - 1 + pairs, rows))
+        sums, squares, cross = np.split(self.per_row, [layout.summed, -pairs])
+        # per block: its rows, one view per slot, then (operands, output) of each reduction
         self.blocks = []
         for start in range(0, rows, block):
             stop = min(rows, start + block)
             x = self.buffer[:, : stop - start]
             self.blocks.append(
                 (
-                    start,
-                    stop,
-                    x,
-                    x[: layout.summed],
-                    x[1:],
-                    x[1 : 1 + pairs],
-                    x[1 + pairs : 1 + 2 * pairs],
-                    self.sums[:, start:stop],
-                    self.squares[:, start:stop],
-                    self.cross[:, start:stop],
+                    slice(start, stop),
+                    tuple(x),
+                    (x[: layout.summed], sums[:, start:stop]),
+                    (x[1:], squares[:, start:stop]),
+                    (x[1 : 1 + pairs], x[1 + pairs : 1 + 2 * pairs], cross[:, start:stop]),
                 )
             )
 
@@ -105,22 +100,19 @@ class _Workspace:
         reference = inputs.reference
         ones = self.ones
         vecdot, subtract, absolute = np.vecdot, np.subtract, np.abs
-        for start, stop, x, summed, squared, left, right, sums, squares, cross in self.blocks:
-            error, abs_error = x[_ERROR], x[_ABS_ERROR]
+        for rows, slots, (summed, sums), (squared, squares), (left, right, cross) in self.blocks:
             if reference is None:
-                anomaly = x[_ANOMALY]
-                error[...] = forecast[start:stop]
-                anomaly[...] = truth[start:stop]
+                abs_error, error, anomaly = slots
             else:
-                clone, anomaly = x[_CLONE], x[_REF_ANOMALY]
-                ref_shifted, ref_error = x[_REF_SHIFTED], x[_REF_ERROR]
-                error[...] = forecast[start:stop]
-                anomaly[...] = truth[start:stop]
-                ref_shifted[...] = reference[start:stop]
+                abs_error, error, clone, anomaly, ref_shifted, ref_error = slots
+            error[...] = forecast[rows]
+            anomaly[...] = truth[rows]  # o, until it becomes o - c below
+            if reference is not None:
+                ref_shifted[...] = reference[rows]
                 subtract(error, ref_shifted, clone)
                 subtract(ref_shifted, anomaly, ref_error)
                 subtract(ref_shifted, shift, ref_shifted)
-            abs_error[...] = climatology[start:stop]  # c waits in the |f - o| slot
+            abs_error[...] = climatology[rows]  # c waits in the |f - o| slot
             subtract(error, anomaly, error)
             subtract(anomaly, abs_error, anomaly)
             absolute(error, abs_error)
@@ -138,16 +130,14 @@ class _Moments:
     cross: list[float]  # (f-o)(o-c), then (f-ref)(ref-K)
 
     @classmethod
-    def of(cls, workspace: _Workspace, weights: np.ndarray | None, total: float) -> _Moments:
-        def reduce(per_row: np.ndarray) -> list[float]:
-            summed = per_row @ weights if weights is not None else per_row.sum(axis=1)
-            result: list[float] = (summed / total).tolist()
-            return result
-
+    def of(cls, total: np.ndarray, count: float, layout: _Layout) -> _Moments:
+        """The means, from totals over the rows (weighted or not) of the per-row results."""
+        means: list[float] = (total / count).tolist()
+        squares_end = layout.summed + layout.slots - 1
         return cls(
-            mean=reduce(workspace.sums),
-            square=[math.nan, *reduce(workspace.squares)],
-            cross=reduce(workspace.cross),
+            mean=means[: layout.summed],
+            square=[math.nan, *means[layout.summed : squares_end]],
+            cross=means[squares_end:],
         )
 
 
@@ -222,12 +212,13 @@ class FastScorer:
         shift = _pilot_shift(inputs.reference)
         workspace = self._workspace(rows, cols, inputs.reference is not None)
         workspace.accumulate(inputs, shift)
-        per_row = (workspace.sums, workspace.squares, workspace.cross)
-        if not all(np.isfinite(moments).all() for moments in per_row):  # a missing value
+        per_row, layout = workspace.per_row, workspace.layout
+        if not np.isfinite(per_row).all():  # a missing value
             return None
         row_weights = latitude_weights(inputs.lat)
-        weighted = _Moments.of(workspace, row_weights, cols * math.fsum(row_weights.tolist()))
-        unweighted = _Moments.of(workspace, None, float(rows * cols))
+        weight = cols * math.fsum(row_weights.tolist())
+        weighted = _Moments.of(per_row @ row_weights, weight, layout)
+        unweighted = _Moments.of(per_row.sum(axis=1), float(rows * cols), layout)
         try:
             return self._derive(inputs, weighted, unweighted, shift)
         except _IllConditioned:
