@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,21 @@ def test_oversize_files_are_refused(store: tuple[Path, Manifest]) -> None:
         ChunkVerifier(path, manifest, tight).check_listing()
     with pytest.raises(StoreError, match="larger than"):
         ChunkVerifier(path, manifest, tight).read(".zmetadata")
+
+
+def test_a_small_file_is_read_without_allocating_the_size_cap(
+    store: tuple[Path, Manifest],
+) -> None:
+    path, manifest = store
+    verifier = ChunkVerifier(path, manifest)  # default cap: 512 MB per file
+    tracemalloc.start()
+    try:
+        data = verifier.read("z/1.1.0.0")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert data is not None and 0 < len(data) < 4096
+    assert peak < 1024 * 1024
 
 
 def test_metadata_policy_refuses_objects_pickles_and_bombs() -> None:

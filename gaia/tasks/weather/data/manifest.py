@@ -164,9 +164,14 @@ def _read_capped(path: Path, limit: int, what: str) -> bytes:
     except OSError as exc:
         raise StoreError(f"{what} {path} cannot be opened safely: {exc}") from exc
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
             raise StoreError(f"{what} {path} is not a regular file")
-        data = handle.read(limit + 1)
+        if info.st_size > limit:
+            raise StoreError(f"{what} {path} is larger than {limit} bytes")
+        # Read the size fstat reported (not `limit` bytes: that would allocate the whole cap
+        # for every small chunk); one byte more tells a file that grew meanwhile.
+        data = handle.read(info.st_size + 1)
     if len(data) > limit:
         raise StoreError(f"{what} {path} is larger than {limit} bytes")
     return data
