@@ -100,6 +100,24 @@ def test_value_checks_manipulation_and_coverage() -> None:
     assert check_values(holes, config, "2t", None) == pytest.approx(0.9999)
 
 
+def test_value_checks_find_huge_values_on_either_side_and_beside_nans() -> None:
+    config = CheckConfig()
+    field = np.full((50, 50), 280.0, np.float32)
+    field[2, 2] = 9e11  # large but allowed
+    assert check_values(field, config, "t", 850) == 1.0
+    low = field.copy()
+    low[1, 1] = -3e12
+    with pytest.raises(DataCheckError, match=r"t@850 has 1 value\(s\)") as caught:
+        check_values(low, config, "t", 850)
+    assert _kind(caught) is CheckKind.MANIPULATION
+    mixed = field.copy()
+    mixed[0, :2] = np.nan
+    mixed[5, 5] = 2e12
+    mixed[6, 6] = np.inf
+    with pytest.raises(DataCheckError, match=r"has 2 value\(s\)"):
+        check_values(mixed, config, "t", 850)
+
+
 def test_edge_salvage_copies_from_the_adjacent_interior() -> None:
     field = np.arange(30, dtype=np.float64).reshape(5, 6)
     expected = field.copy()

@@ -7,6 +7,7 @@ points they touched, so nothing is changed silently.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -129,9 +130,43 @@ def check_values(
     field: np.ndarray, config: CheckConfig, variable: str, level: int | None
 ) -> float:
     """Manipulation and coverage checks; returns the finite coverage."""
+    return _check_counted(field, _FiniteSummary.of(field), config, variable, level)
+
+
+@dataclass(frozen=True)
+class _FiniteSummary:
+    """How many points are finite, and the largest |value| when all of them are."""
+
+    finite: int
+    max_abs: float | None
+
+    @classmethod
+    def of(cls, field: np.ndarray) -> _FiniteSummary:
+        if field.size == 0:
+            return cls(0, None)
+        # min and max propagate NaN and keep infinities: both finite means every point is.
+        low, high = float(field.min()), float(field.max())
+        if math.isfinite(low) and math.isfinite(high):
+            return cls(int(field.size), max(-low, high))
+        return cls(int(np.count_nonzero(np.isfinite(field))), None)
+
+    def huge_count(self, field: np.ndarray, limit: float) -> int:
+        """Points with |value| > limit (infinities included)."""
+        if self.max_abs is not None and self.max_abs <= limit:
+            return 0
+        with np.errstate(invalid="ignore"):
+            return int(np.count_nonzero(np.abs(field) > limit))
+
+
+def _check_counted(
+    field: np.ndarray,
+    summary: _FiniteSummary,
+    config: CheckConfig,
+    variable: str,
+    level: int | None,
+) -> float:
     where = _where(variable, level)
-    with np.errstate(invalid="ignore"):
-        huge = int(np.count_nonzero(np.abs(field) > config.max_abs_value))
+    huge = summary.huge_count(field, config.max_abs_value)
     if huge:
         raise DataCheckError(
             CheckKind.MANIPULATION,
@@ -139,7 +174,7 @@ def check_values(
             variable=variable,
             level=level,
         )
-    coverage = float(np.count_nonzero(np.isfinite(field))) / field.size if field.size else 0.0
+    coverage = float(summary.finite) / field.size if field.size else 0.0
     if coverage < config.manipulation_coverage:
         raise DataCheckError(
             CheckKind.MANIPULATION,
@@ -200,10 +235,13 @@ def repair_field(
     `field` must be writable; it is modified in place.
     """
     salvaged = salvage_edges(field) if config.edge_salvage else 0
+    summary = _FiniteSummary.of(field)
     if not checked:
-        finite = float(np.count_nonzero(np.isfinite(field))) / field.size if field.size else 0.0
-        return FieldRepair(salvaged_points=salvaged, filled_points=0, coverage=finite)
+        coverage = float(summary.finite) / field.size if field.size else 0.0
+        return FieldRepair(salvaged_points=salvaged, filled_points=0, coverage=coverage)
     check_shape(field, climatology.shape, variable, level)
-    coverage = check_values(field, config, variable, level)
-    filled = fill_from_climatology(field, climatology) if config.fill_from_climatology else 0
+    coverage = _check_counted(field, summary, config, variable, level)
+    filled = 0
+    if config.fill_from_climatology and summary.finite < field.size:
+        filled = fill_from_climatology(field, climatology)
     return FieldRepair(salvaged_points=salvaged, filled_points=filled, coverage=coverage)

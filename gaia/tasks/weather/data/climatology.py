@@ -12,12 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
 
 from gaia.tasks.weather.data.errors import ClimatologyError
-from gaia.tasks.weather.data.grid import Grid, grid_of
+from gaia.tasks.weather.data.grid import Grid
+from gaia.tasks.weather.data.planes import PlaneStore
 from gaia.tasks.weather.data.regrid import PlanCache, match_level
-from gaia.tasks.weather.data.stores import open_dataset
 
 WB2_NAMES: dict[str, str] = {
     "2t": "2m_temperature",
@@ -41,49 +40,81 @@ def climatology_slot(valid_time: datetime) -> tuple[int, int]:
 
 
 class Climatology:
-    """A lazily opened climatology store with cached regridding plans."""
+    """A lazily opened climatology store; slots, names, levels and plans are looked up once."""
 
-    def __init__(self, ds: xr.Dataset, plans: PlanCache | None = None) -> None:
+    def __init__(self, store: PlaneStore, plans: PlanCache | None = None) -> None:
         for dim in ("dayofyear", "hour"):
-            if dim not in ds.coords:
+            if dim not in store.dataset.coords:
                 raise ClimatologyError(f"climatology has no '{dim}' coordinate")
-        self._ds = ds
+        self._store = store
         self._plans = plans or PlanCache()
-        self.grid: Grid = grid_of(ds)
-        self._days = np.asarray(ds["dayofyear"].values).astype(np.int64)
-        self._hours = np.asarray(ds["hour"].values).astype(np.int64)
+        self.grid: Grid = store.grid
+        self._days = np.asarray(store.coord("dayofyear")).astype(np.int64)
+        self._hours = np.asarray(store.coord("hour")).astype(np.int64)
+        self._names: dict[str, str] = {}
+        self._slots: dict[tuple[int, int], tuple[int, int]] = {}
+        self._levels: dict[tuple[str, int], int] = {}
 
     @classmethod
     def open(cls, path: Path, plans: PlanCache | None = None) -> Climatology:
-        return cls(open_dataset(path), plans)
+        store = PlaneStore.open(path, label="climatology")
+        try:
+            return cls(store, plans)
+        except BaseException:
+            store.close()
+            raise
 
     def name_of(self, variable: str) -> str:
+        found = self._names.get(variable)
+        if found is not None:
+            return found
         for candidate in (variable, WB2_NAMES.get(variable)):
-            if candidate is not None and candidate in self._ds.data_vars:
+            if candidate is not None and self._store.has(candidate):
+                self._names[variable] = candidate
                 return candidate
         raise ClimatologyError(f"climatology has no variable {variable!r} (nor its WB2 name)")
 
+    def _slot(self, valid_time: datetime) -> tuple[int, int]:
+        """Indices of the (dayofyear, hour) entry of a valid time."""
+        day, hour = climatology_slot(valid_time)
+        found = self._slots.get((day, hour))
+        if found is None:
+            day_index = np.flatnonzero(self._days == day)
+            hour_index = np.flatnonzero(self._hours == hour)
+            if day_index.size == 0:
+                raise ClimatologyError(f"climatology has no dayofyear {day} (for {valid_time})")
+            if hour_index.size == 0:
+                raise ClimatologyError(f"climatology has no hour {hour} (for {valid_time})")
+            found = (int(day_index[0]), int(hour_index[0]))
+            self._slots[(day, hour)] = found
+        return found
+
+    def _level_index(self, variable: str, level: int) -> int:
+        found = self._levels.get((variable, level))
+        if found is None:
+            found = match_level(
+                self._store.coord("level"), level, np.inf, what=f"climatology {variable}"
+            )
+            self._levels[(variable, level)] = found
+        return found
+
     def plane(self, variable: str, level: int | None, valid_time: datetime) -> np.ndarray:
         """The climatology plane on its own grid."""
-        day, hour = climatology_slot(valid_time)
-        day_index = np.flatnonzero(self._days == day)
-        hour_index = np.flatnonzero(self._hours == hour)
-        if day_index.size == 0:
-            raise ClimatologyError(f"climatology has no dayofyear {day} (for {valid_time})")
-        if hour_index.size == 0:
-            raise ClimatologyError(f"climatology has no hour {hour} (for {valid_time})")
-        array = self._ds[self.name_of(variable)]
-        selection: dict[str, int] = {"dayofyear": int(day_index[0]), "hour": int(hour_index[0])}
-        if "level" in array.dims:
+        day_index, hour_index = self._slot(valid_time)
+        reader = self._store.reader(self.name_of(variable))
+        selection: dict[str, int] = {"dayofyear": day_index, "hour": hour_index}
+        if "level" in reader.dims:
             if level is None:
                 raise ClimatologyError(f"climatology {variable} has levels; a level is required")
-            selection["level"] = match_level(
-                array["level"].values, level, np.inf, what=f"climatology {variable}"
-            )
+            selection["level"] = self._level_index(variable, level)
         elif level is not None:
             raise ClimatologyError(f"climatology {variable} has no level dimension")
-        data = array.isel(selection).transpose("lat", "lon")
-        return np.asarray(data.values)
+        if set(reader.dims) != set(selection):
+            raise ClimatologyError(
+                f"climatology {variable} has dimensions {list(reader.dims)} besides lat/lon; "
+                f"expected {sorted(selection)}"
+            )
+        return reader.read(selection)
 
     def on_grid(
         self, variable: str, level: int | None, valid_time: datetime, target: Grid
@@ -93,4 +124,4 @@ class Climatology:
         return plan.apply(self.plane(variable, level, valid_time))
 
     def close(self) -> None:
-        self._ds.close()
+        self._store.close()

@@ -42,6 +42,7 @@ class Grid:
             raise GridError(f"longitudes outside [0, 360): {lon[0]} .. {lon[-1]}")
         object.__setattr__(self, "lat", lat)
         object.__setattr__(self, "lon", lon)
+        object.__setattr__(self, "_key", lat.tobytes() + b"|" + lon.tobytes())
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -62,8 +63,9 @@ class Grid:
         )
 
     def key(self) -> bytes:
-        """A hashable identity for caching plans per grid pair."""
-        return self.lat.tobytes() + b"|" + self.lon.tobytes()
+        """A hashable identity for caching plans per grid pair (computed once)."""
+        key: bytes = self.__dict__["_key"]
+        return key
 
 
 def regular_grid(resolution: float) -> Grid:
@@ -77,8 +79,50 @@ def regular_grid(resolution: float) -> Grid:
     return Grid(lat=lat, lon=lon)
 
 
-def normalise_grid(ds: xr.Dataset) -> xr.Dataset:
-    """Rename to lat/lon, flip ascending latitude, map longitude onto [0, 360) ascending."""
+@dataclass(frozen=True, eq=False)
+class GridOrientation:
+    """How a store's raw (lat, lon) axes map onto the normalised grid.
+
+    normalised[i, j] = raw[lat_index(i), lon_order[j]] with lat_index(i) = n - 1 - i when
+    `flip_lat`, else i; `lon_order` is None when the longitudes are already in order.
+    """
+
+    flip_lat: bool
+    lon_order: np.ndarray | None
+    lon: np.ndarray
+    """The normalised longitudes, in [0, 360) ascending."""
+
+    def apply(self, plane: np.ndarray) -> np.ndarray:
+        """A raw (lat, lon) plane in normalised orientation (a view when nothing moves)."""
+        if self.flip_lat:
+            plane = plane[::-1]
+        if self.lon_order is not None:
+            plane = np.take(plane, self.lon_order, axis=1)
+        return plane
+
+
+def grid_orientation(lat: np.ndarray, lon: np.ndarray) -> GridOrientation:
+    """How to normalise raw 1-D coordinates (see `normalise_grid`); GridError if impossible."""
+    lat = np.asarray(lat, dtype=np.float64)
+    if lat.size >= 2 and np.all(np.diff(lat) > 0):
+        flip = True
+    elif np.all(np.diff(lat) < 0):
+        flip = False
+    else:
+        raise GridError("latitude is neither strictly ascending nor strictly descending")
+    lon = np.asarray(lon, dtype=np.float64)
+    wrapped = np.mod(lon, 360.0)
+    wrapped[np.isclose(wrapped, 360.0, rtol=0, atol=1e-9)] = 0.0
+    order = np.argsort(wrapped, kind="stable")
+    if np.any(np.diff(wrapped[order]) <= 0):
+        raise GridError("longitudes repeat after mapping onto [0, 360) (e.g. both -180 and 180)")
+    in_order = np.array_equal(order, np.arange(order.size))
+    return GridOrientation(
+        flip_lat=flip, lon_order=None if in_order else order, lon=wrapped[order]
+    )
+
+
+def _check_coordinates(ds: xr.Dataset) -> xr.Dataset:
     renames = {old: new for old, new in _RENAMES.items() if old in ds.variables or old in ds.dims}
     clash = [new for new in renames.values() if new in ds.variables or new in ds.dims]
     if clash:
@@ -90,21 +134,32 @@ def normalise_grid(ds: xr.Dataset) -> xr.Dataset:
             raise GridError(f"dataset has no '{name}' (or long-name) coordinate")
         if ds[name].ndim != 1:
             raise GridError(f"coordinate '{name}' must be 1-D, got dims {ds[name].dims}")
-    lat = np.asarray(ds["lat"].values, dtype=np.float64)
-    if lat.size >= 2 and np.all(np.diff(lat) > 0):
-        ds = ds.isel(lat=slice(None, None, -1))
-    elif not np.all(np.diff(lat) < 0):
-        raise GridError("latitude is neither strictly ascending nor strictly descending")
+    return ds
+
+
+def normalised_name(dim: str) -> str:
+    """The dimension name after normalisation (latitude -> lat, longitude -> lon)."""
+    return _RENAMES.get(dim, dim)
+
+
+def raw_orientation(ds: xr.Dataset) -> GridOrientation:
+    """The orientation of a dataset as stored (before `normalise_grid`)."""
+    ds = _check_coordinates(ds)
+    return grid_orientation(np.asarray(ds["lat"].values), np.asarray(ds["lon"].values))
+
+
+def normalise_grid(ds: xr.Dataset) -> xr.Dataset:
+    """Rename to lat/lon, flip ascending latitude, map longitude onto [0, 360) ascending."""
+    ds = _check_coordinates(ds)
     lon = np.asarray(ds["lon"].values, dtype=np.float64)
-    wrapped = np.mod(lon, 360.0)
-    wrapped[np.isclose(wrapped, 360.0, rtol=0, atol=1e-9)] = 0.0
-    order = np.argsort(wrapped, kind="stable")
-    if np.any(np.diff(wrapped[order]) <= 0):
-        raise GridError("longitudes repeat after mapping onto [0, 360) (e.g. both -180 and 180)")
-    if not np.array_equal(order, np.arange(order.size)):
-        ds = ds.isel(lon=order)
-    if not np.array_equal(wrapped, lon):
-        ds = ds.assign_coords(lon=("lon", wrapped[order], ds["lon"].attrs))
+    orientation = grid_orientation(np.asarray(ds["lat"].values), lon)
+    if orientation.flip_lat:
+        ds = ds.isel(lat=slice(None, None, -1))
+    if orientation.lon_order is not None:
+        ds = ds.isel(lon=orientation.lon_order)
+    reordered = lon if orientation.lon_order is None else lon[orientation.lon_order]
+    if not np.array_equal(orientation.lon, reordered):
+        ds = ds.assign_coords(lon=("lon", orientation.lon, ds["lon"].attrs))
     return ds
 
 

@@ -47,15 +47,16 @@ from gaia.tasks.weather.data.errors import (
     LevelMatchError,
     StoreError,
 )
-from gaia.tasks.weather.data.grid import Grid, grid_of
+from gaia.tasks.weather.data.grid import Grid
 from gaia.tasks.weather.data.manifest import (
     ChunkVerifier,
     VerificationConfig,
     load_frozen_manifest,
     spot_check_sample,
 )
+from gaia.tasks.weather.data.planes import PlaneStore
 from gaia.tasks.weather.data.regrid import PlanCache, match_level, match_time
-from gaia.tasks.weather.data.stores import RunInfo, RunLayout, open_dataset, open_verified_forecast
+from gaia.tasks.weather.data.stores import RunInfo, RunLayout
 from gaia.tasks.weather.fields import FieldInputs
 from gaia.tasks.weather.variables import (
     ALL_VARIABLES,
@@ -149,13 +150,14 @@ def estimated_lead_bytes(
     return fields * arrays * shape[0] * shape[1] * itemsize
 
 
-def _plane(array: xr.DataArray, selection: dict[str, int]) -> np.ndarray:
-    data = np.asarray(array.isel(selection).transpose("lat", "lon").values)
-    return data if data.flags.writeable else data.copy()
-
-
 class ForecastLoader:
-    """One miner's forecast for one stage, opened lazily and read one lead at a time."""
+    """One miner's forecast for one stage, opened lazily and read one lead at a time.
+
+    Stores, plane readers, coordinate lookups and regridding plans are set up once per loader;
+    a field then costs one verified chunk read of the forecast, one read of the truth (and of the
+    reference at day-1), one climatology read, the regridding that is not the identity, and the
+    checks.
+    """
 
     def __init__(
         self,
@@ -180,22 +182,48 @@ class ForecastLoader:
             sample = spot_check_sample(manifest, self.info.run_id, self.config.verification)
             self.spot_checked = self.verifier.verify(sample)
         self._plans = PlanCache()
-        self._open: list[xr.Dataset] = []
-        self.forecast = self._track(open_verified_forecast(self.verifier))
+        self._stores: list[PlaneStore] = []
+        self._climatology: Climatology | None = None
+        try:
+            self._open_stores(layout, stage)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_stores(self, layout: RunLayout, stage: Stage) -> None:
+        self.forecast_store = self._track(PlaneStore.open_verified(self.verifier))
         truth_path = layout.truth_analysis if stage is Stage.DAY1 else layout.truth_era5
-        self.truth = self._track(open_dataset(truth_path))
-        self.reference = (
-            self._track(open_dataset(layout.reference_gfs)) if stage is Stage.DAY1 else None
+        self.truth_store = self._track(PlaneStore.open(truth_path, label="truth"))
+        self.reference_store = (
+            self._track(PlaneStore.open(layout.reference_gfs, label="reference"))
+            if stage is Stage.DAY1 else None
         )
-        self.climatology = Climatology.open(layout.climatology, self._plans)
-        self.truth_grid: Grid = grid_of(self.truth)
-        self.forecast_grid: Grid = grid_of(self.forecast)
+        self._climatology = Climatology.open(layout.climatology, self._plans)
+        self.climatology = self._climatology
+        self.forecast: xr.Dataset = self.forecast_store.dataset
+        self.truth: xr.Dataset = self.truth_store.dataset
+        self.reference: xr.Dataset | None = (
+            self.reference_store.dataset if self.reference_store is not None else None
+        )
+        self.truth_grid: Grid = self.truth_store.grid
+        self.forecast_grid: Grid = self.forecast_store.grid
+        self._forecast_plan = self._plans.plan(self.forecast_grid, self.truth_grid)
+        self._reference_plan = (
+            self._plans.plan(self.reference_store.grid, self.truth_grid)
+            if self.reference_store is not None else None
+        )
+        self._time_index: dict[tuple[str, datetime], int] = {}
+        self._level_index: dict[tuple[str, str, int], int] = {}
         if stage is Stage.ERA5:
             self._check_store()
+        # Read every variable's metadata now, so reading a lead touches only its chunks.
+        for name, _ in stage_fields(stage):
+            if self.forecast_store.has(name):
+                self.forecast_store.reader(name)
 
-    def _track(self, ds: xr.Dataset) -> xr.Dataset:
-        self._open.append(ds)
-        return ds
+    def _track(self, store: PlaneStore) -> PlaneStore:
+        self._stores.append(store)
+        return store
 
     @property
     def leads(self) -> tuple[int, ...]:
@@ -220,47 +248,64 @@ class ForecastLoader:
                 )
         check_levels_exact(self.forecast["level"].values, LEVELS, what="forecast")
 
-    def _regrid(self, plane: np.ndarray, source: Grid) -> np.ndarray:
-        out = self._plans.plan(source, self.truth_grid).apply(plane)
-        return out if out.flags.writeable else out.copy()
+    def _store_time(
+        self, store: PlaneStore, valid: datetime, tolerance: timedelta, what: str
+    ) -> int:
+        key = (what, valid)
+        found = self._time_index.get(key)
+        if found is None:
+            found = match_time(store.coord("time"), valid, tolerance, what=what)
+            self._time_index[key] = found
+        return found
+
+    def _store_level(
+        self, store: PlaneStore, name: str, level: int, tolerance_hpa: float, what: str
+    ) -> int:
+        key = (what, name, level)
+        found = self._level_index.get(key)
+        if found is None:
+            if "level" not in store.reader(name).dims:
+                raise LevelMatchError(f"{what} {name} has no level dimension")
+            found = match_level(store.coord("level"), level, tolerance_hpa, what=what)
+            self._level_index[key] = found
+        return found
 
     def _truth_plane(self, name: str, level: int | None, valid: datetime) -> np.ndarray:
-        array = self.truth[name]
         tolerance = (
             timedelta(hours=self.config.alignment.day1_truth_tolerance_hours)
             if self.stage is Stage.DAY1 else timedelta(0)
         )
-        selection = {"time": match_time(array["time"].values, valid, tolerance, what="truth")}
+        selection = {"time": self._store_time(self.truth_store, valid, tolerance, "truth")}
         if level is not None:
-            selection["level"] = match_level(array["level"].values, level, 0.0, what="truth")
-        return _plane(array, selection)
+            selection["level"] = self._store_level(self.truth_store, name, level, 0.0, "truth")
+        return self.truth_store.plane(name, selection)
 
     def _reference_plane(self, name: str, level: int | None, valid: datetime) -> np.ndarray:
-        assert self.reference is not None
-        array = self.reference[name]
+        assert self.reference_store is not None and self._reference_plan is not None
+        store = self.reference_store
         alignment = self.config.alignment
         tolerance = timedelta(hours=alignment.day1_reference_tolerance_hours)
-        selection = {"time": match_time(array["time"].values, valid, tolerance, what="reference")}
+        selection = {"time": self._store_time(store, valid, tolerance, "reference")}
         if level is not None:
-            selection["level"] = match_level(
-                array["level"].values, level, alignment.day1_level_tolerance_hpa,
-                what="reference",
+            selection["level"] = self._store_level(
+                store, name, level, alignment.day1_level_tolerance_hpa, "reference"
             )
-        return self._regrid(_plane(array, selection), grid_of(self.reference))
+        return self._reference_plan.apply(store.plane(name, selection))
 
     def _day1_selection(
         self, name: str, level: int | None, time_index: int
     ) -> dict[str, int] | SkippedField:
-        if name not in self.forecast.data_vars:
+        store = self.forecast_store
+        if not store.has(name):
             return SkippedField(name, level, f"forecast lacks variable {name}")
         selection = {"time": time_index}
         if level is not None:
-            if "level" not in self.forecast[name].dims:
+            if "level" not in store.reader(name).dims:
                 return SkippedField(name, level, f"forecast {name} has no level dimension")
             try:
-                selection["level"] = match_level(
-                    self.forecast[name]["level"].values, level,
-                    self.config.alignment.day1_level_tolerance_hpa, what=f"forecast {name}",
+                selection["level"] = self._store_level(
+                    store, name, level, self.config.alignment.day1_level_tolerance_hpa,
+                    f"forecast {name}",
                 )
             except LevelMatchError as exc:
                 return SkippedField(name, level, exc.reason)
@@ -269,7 +314,7 @@ class ForecastLoader:
     def _forecast_time_index(self, lead_hours: int, valid: datetime) -> int:
         if "time" not in self.forecast.coords:
             raise AlignmentError("forecast has no 'time' coordinate")
-        times = self.forecast["time"].values
+        times = self.forecast_store.coord("time")
         if self.stage is Stage.ERA5:
             return check_time_exact(times, valid, what="forecast")
         hours = max(self.config.alignment.day1_forecast_min_tolerance_hours, float(lead_hours))
@@ -283,7 +328,9 @@ class ForecastLoader:
         time_index = self._forecast_time_index(lead_hours, valid)
         level_index: dict[int, int] = {}
         if self.stage is Stage.ERA5:
-            level_index = check_levels_exact(self.forecast["level"].values, LEVELS, what="forecast")
+            level_index = check_levels_exact(
+                self.forecast_store.coord("level"), LEVELS, what="forecast"
+            )
         checked = self.stage is Stage.ERA5
         for name, level in stage_fields(self.stage):
             selection: dict[str, int] | SkippedField
@@ -296,10 +343,11 @@ class ForecastLoader:
                 selection = {"time": time_index}
                 if level is not None:
                     selection["level"] = level_index[level]
-            forecast = self._regrid(_plane(self.forecast[name], selection), self.forecast_grid)
+            # A reader returns a new array, and a non-identity plan a new array: ours to repair.
+            forecast = self._forecast_plan.apply(self.forecast_store.plane(name, selection))
             truth = self._truth_plane(name, level, valid)
             check_shape(forecast, truth.shape, name, level)
-            climatology = self.climatology.on_grid(name, level, valid, self.truth_grid)
+            climatology = self._climatology_on_grid(name, level, valid)
             reference = (
                 self._reference_plane(name, level, valid) if self.stage is Stage.DAY1 else None
             )
@@ -334,10 +382,18 @@ class ForecastLoader:
         for lead in self.leads if leads is None else leads:
             yield self.load(lead)
 
+    def _climatology_on_grid(self, name: str, level: int | None, valid: datetime) -> np.ndarray:
+        assert self._climatology is not None
+        return self._climatology.on_grid(name, level, valid, self.truth_grid)
+
     def close(self) -> None:
-        for ds in self._open:
-            ds.close()
-        self.climatology.close()
+        """Close every store opened (safe to call twice)."""
+        stores, self._stores = self._stores, []
+        for store in stores:
+            store.close()
+        if self._climatology is not None:
+            self._climatology.close()
+            self._climatology = None
 
     def __enter__(self) -> ForecastLoader:
         return self

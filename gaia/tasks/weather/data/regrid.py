@@ -1,9 +1,10 @@
 """Alignment onto the truth grid: bilinear regridding, time matching and level matching.
 
 `BilinearPlan.between(source, target)` precomputes, once per grid pair, the neighbour indices and
-weights along latitude and longitude; `plan.apply(field)` then costs two gathers and two fused
+weights along latitude and longitude; `plan.apply(field)` then costs two gathers and two
 multiply-adds per point. Bilinear interpolation on a lat/lon grid is separable, so the plan
-interpolates along latitude first, then along longitude. Target points outside the source's
+interpolates along longitude first (on the source's rows), then along latitude (gathering whole
+rows, the cheap direction, on the larger array when upsampling). Target points outside the source's
 latitude range (or outside its longitude range when the source does not go round the globe)
 become NaN; a global source is wrapped across the 360 -> 0 seam. A NaN neighbour with a non-zero
 weight makes the result NaN; a neighbour with zero weight is never read, so a target point that
@@ -12,6 +13,7 @@ coincides with a source point reproduces it exactly, and equal grids give the id
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -31,6 +33,10 @@ class _Axis:
     hi: np.ndarray
     weight: np.ndarray
     valid: np.ndarray
+
+    @property
+    def all_valid(self) -> bool:
+        return bool(self.valid.all())
 
 
 def _axis(source: np.ndarray, target: np.ndarray) -> _Axis:
@@ -82,6 +88,16 @@ def _lon_axis(source: Grid, target: np.ndarray) -> _Axis:
 
 
 @dataclass(frozen=True)
+class _Weights:
+    """One plan's weights (and their complements) in one float dtype, shaped to broadcast."""
+
+    lat_lo: np.ndarray
+    lat_hi: np.ndarray
+    lon_lo: np.ndarray
+    lon_hi: np.ndarray
+
+
+@dataclass(frozen=True)
 class BilinearPlan:
     """Index/weight tables from one source grid onto one target grid."""
 
@@ -90,6 +106,10 @@ class BilinearPlan:
     identity: bool
     lat: _Axis
     lon: _Axis
+    _weights: dict[np.dtype, _Weights] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """Weights per float dtype, made on first use."""
 
     @classmethod
     def between(cls, source: Grid, target: Grid) -> BilinearPlan:
@@ -101,21 +121,45 @@ class BilinearPlan:
             lon=_lon_axis(source, target.lon),
         )
 
+    def _weights_in(self, dtype: np.dtype) -> _Weights:
+        found = self._weights.get(dtype)
+        if found is None:
+            wy = self.lat.weight.astype(dtype)[:, None]
+            wx = self.lon.weight.astype(dtype)[None, :]
+            found = _Weights(lat_lo=1 - wy, lat_hi=wy, lon_lo=1 - wx, lon_hi=wx)
+            self._weights[dtype] = found
+        return found
+
     def apply(self, field: np.ndarray) -> np.ndarray:
-        """Interpolate a 2-D (lat, lon) field; float32 stays float32, integers become float64."""
+        """Interpolate a 2-D (lat, lon) field; float32 stays float32, integers become float64.
+
+        The identity plan returns `field` itself; otherwise the result is a new array.
+        """
         if field.shape != self.source_shape:
             raise GridError(f"field shape {field.shape} != plan source shape {self.source_shape}")
         if self.identity:
             return field
         dtype = field.dtype if np.issubdtype(field.dtype, np.floating) else np.dtype(np.float64)
         data = np.asarray(field, dtype=dtype)
-        wy = self.lat.weight.astype(dtype)[:, None]
-        rows = data[self.lat.lo] * (1 - wy) + data[self.lat.hi] * wy
-        wx = self.lon.weight.astype(dtype)[None, :]
-        out = rows[:, self.lon.lo] * (1 - wx) + rows[:, self.lon.hi] * wx
-        out[~self.lat.valid, :] = np.nan
-        out[:, ~self.lon.valid] = np.nan
-        return np.asarray(out)
+        weights = self._weights_in(dtype)
+        # lo * (1 - w) + hi * w along longitude first, on the source rows (gathering columns is
+        # the slow gather, so it runs on the smaller array when upsampling), then along
+        # latitude, which gathers whole rows of the result.
+        columns = np.take(data, self.lon.lo, axis=1)
+        columns *= weights.lon_lo
+        right = np.take(data, self.lon.hi, axis=1)
+        right *= weights.lon_hi
+        columns += right
+        out = np.take(columns, self.lat.lo, axis=0)
+        out *= weights.lat_lo
+        lower = np.take(columns, self.lat.hi, axis=0)
+        lower *= weights.lat_hi
+        out += lower
+        if not self.lat.all_valid:
+            out[~self.lat.valid, :] = np.nan
+        if not self.lon.all_valid:
+            out[:, ~self.lon.valid] = np.nan
+        return out
 
 
 class PlanCache:

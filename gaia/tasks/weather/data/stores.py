@@ -2,7 +2,7 @@
 
 - `open_dataset` opens a trusted Zarr or NetCDF store (truth, reference, climatology) lazily and
   normalises its grid; `open_verified_forecast` opens a miner's store through the manifest-checked
-  `VerifiedZarrStore`.
+  `VerifiedZarrStore` (`open_verified_raw` as stored). Fast plane reads are in `planes`.
 - `PlaneStoreWriter` writes a Zarr (format 2) store one 2-D plane at a time, one chunk per plane, so
   a writer never holds more than one plane (used by the synthetic-run generator).
 - `RunLayout` names every path of a scoring run; `RunInfo` is run.json as a typed dataclass.
@@ -56,8 +56,8 @@ def open_dataset(path: Path, *, normalise: bool = True) -> xr.Dataset:
     return normalise_grid(ds) if normalise else ds
 
 
-def open_verified_forecast(verifier: ChunkVerifier) -> xr.Dataset:
-    """Open a miner's Zarr store lazily; every byte zarr reads is verified against the manifest."""
+def open_verified_raw(verifier: ChunkVerifier) -> tuple[xr.Dataset, VerifiedZarrStore]:
+    """Open a miner's Zarr store lazily as stored (grid not normalised), with its verified store."""
     store = VerifiedZarrStore(verifier)
     try:
         ds = xr.open_dataset(
@@ -71,6 +71,12 @@ def open_verified_forecast(verifier: ChunkVerifier) -> xr.Dataset:
         if isinstance(exc.__cause__, StoreError):
             raise exc.__cause__ from exc
         raise StoreError(f"cannot open forecast store {verifier.root}: {exc}") from exc
+    return ds, store
+
+
+def open_verified_forecast(verifier: ChunkVerifier) -> xr.Dataset:
+    """Open a miner's Zarr store lazily; every byte zarr reads is verified against the manifest."""
+    ds, _ = open_verified_raw(verifier)
     return normalise_grid(ds)
 
 
