@@ -80,6 +80,8 @@ def test_truth_is_a_plausible_atmosphere(run: RunLayout) -> None:
     z = [_weighted_mean(day["z"].sel(level=level).values, lat) for level in LEVELS]
     assert z == sorted(z, reverse=True)  # levels run 50 -> 1000 hPa: z falls
     assert 5000 * G < _weighted_mean(day["z"].sel(level=500).values, lat) < 5900 * G
+    # Weak tropical height anomalies keep z500 inside the day-1 sanity bounds (45000-60000).
+    assert 4700 * G < day["z"].sel(level=500).min() < day["z"].sel(level=500).max() < 5950 * G
     msl = day["msl"].values
     assert 100500 < _weighted_mean(msl, lat) < 102000 and 95000 < msl.min() < msl.max() < 107000
     two_t = day["2t"].values
@@ -129,6 +131,11 @@ def test_expected_json_names_every_grade(run: RunLayout) -> None:
     assert {v["grade"] for v in expected.values()} == {g.value for g in Grade}
     assert expected[_hotkey(run, "corrupted_chunk")]["expected_day1"] == "verification_failed"
     assert expected[_hotkey(run, "wrong_units")]["expected_era5"] == "data_check_failed:units"
+    biased = expected[_hotkey(run, "biased")]
+    assert isinstance(biased["systematic_sigmas"], float) and biased["systematic_sigmas"] > 0
+    assert "systematic" in str(biased["description"])
+    body = json.loads(run.expected_json.read_text())
+    assert body["grade_order"] == ["skilful", "noisy", "biased"]
 
 
 def test_clone_is_within_the_clone_thresholds_of_the_reference(run: RunLayout) -> None:

@@ -8,7 +8,8 @@ truth(v) = climate mean(dayofyear(v), hour(v)) + weather anomaly(v), with
   moist tropics with humidity falling steeply with height), a seasonal term from the solar
   declination, a diurnal cycle in 2t, and fixed stationary waves;
 - the anomaly: a `ModeSet` per variable, coherent across levels, drifting and evolving in time, with
-  amplitudes that grow toward the poles (temperature, pressure) or aloft (wind, geopotential).
+  amplitudes that grow toward the poles (temperature, pressure, geopotential) or aloft (wind,
+  geopotential).
 
 Humidity is multiplicative (mean * exp(anomaly)) so it stays positive. Everything is deterministic
 for (seed, variable) and independent of the grid, so any resolution samples the same atmosphere.
@@ -130,6 +131,13 @@ def _aloft(surface: float, top: float) -> Callable[[Column], np.ndarray]:
     return lambda c: surface + (top - surface) * (1.0 - c.p / 1000.0) + 0.0 * c.lat
 
 
+def _geopotential(surface: float, top: float) -> Callable[[Column], np.ndarray]:
+    """Growing aloft and poleward: tropical height anomalies are weak (small Coriolis
+    parameter), so the tropical z500 stays below ~5950 m; 1x the aloft profile at 45 deg."""
+    aloft = _aloft(surface, top)
+    return lambda c: aloft(c) * (0.3 + 1.4 * c.s**2)
+
+
 MODELS: dict[str, VariableModel] = {
     "2t": VariableModel(_mean_2t, _polar(4.0), 3.0),
     "10u": VariableModel(_mean_10u, lambda c: 3.0 + 0.0 * c.lat, 2.0),
@@ -139,7 +147,7 @@ MODELS: dict[str, VariableModel] = {
     "u": VariableModel(_mean_u, _aloft(3.0, 9.0), 3.0),
     "v": VariableModel(_mean_v, _aloft(3.0, 8.0), 2.0),
     "q": VariableModel(_mean_q, lambda c: 0.25 + 0.0 * c.lat, 0.1),
-    "z": VariableModel(_mean_z, _aloft(G * 40.0, G * 160.0), G * 30.0),
+    "z": VariableModel(_mean_z, _geopotential(G * 40.0, G * 160.0), G * 30.0),
 }
 
 

@@ -2,7 +2,9 @@
 
 `corrupt_chunks` rewrites chunks of the corrupted-chunk miner after its manifest was frozen (a
 plausible attack: the data changes, the claimed hash does not). `expected_outcomes` is the body
-of expected.json: per miner its grade, recipe and the expected day-1 and ERA5 outcomes.
+of expected.json: per miner its grade, recipe and the expected day-1 and ERA5 outcomes, and the
+expected order of the graded miners (`grade_order`): every skilful miner's overall score above
+every noisy one's, every noisy one's above every biased one's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from gaia.tasks.weather.synth.grades import MISSING_VARIABLE, WRONG_UNITS, Grade
 from gaia.tasks.weather.variables import DAY1_LEAD_HOURS, ERA5_LEAD_HOURS, LEVELS
 
 CORRUPTION_SHIFT = 0.5
+GRADE_ORDER = (Grade.SKILFUL, Grade.NOISY, Grade.BIASED)
+"""Graded miners by overall score: every miner of a grade above every miner of the next."""
 _TARGETS: tuple[tuple[str, int | None, int], ...] = (
     ("2t", None, DAY1_LEAD_HOURS),
     ("z", 500, ERA5_LEAD_HOURS[0]),
@@ -54,8 +58,13 @@ def corrupt_chunks(
 
 _OUTCOMES: dict[Grade, tuple[str, str, str]] = {
     Grade.SKILFUL: ("scored", "scored", "small smooth error growing with lead"),
-    Grade.NOISY: ("scored", "scored", "large smooth error plus white noise"),
-    Grade.BIASED: ("scored", "scored", "constant offset (removed by bias correction) + error"),
+    Grade.NOISY: ("scored", "scored", "moderate smooth error growing with lead plus white noise"),
+    Grade.BIASED: (
+        "scored", "scored",
+        "fixed large-scale systematic error (latitude-dependent bias and misplaced stationary "
+        "waves, growing with lead), damped anomalies, small smooth error, and a constant offset "
+        "(only the offset is removed by bias correction)",
+    ),
     Grade.CLONE: (
         "clone_penalty", "scored",
         "reference forecast + tiny noise: clone distance far below every threshold",
@@ -92,6 +101,8 @@ def expected_outcomes(
             "error_scale": plan.recipe.error_scale,
             "noise_scale": plan.recipe.noise_scale,
             "offset_sigmas": plan.recipe.offset_sigmas,
+            "systematic_sigmas": plan.recipe.systematic_sigmas,
+            "anomaly_damping": plan.recipe.anomaly_damping,
             "era5_conventions": plan.era5_conventions,
             "expected_day1": day1,
             "expected_era5": era5,
@@ -104,4 +115,9 @@ def expected_outcomes(
         if plan.grade is Grade.MISSING_VARIABLE:
             entry["missing_variables"] = list(plan.missing_variables)
         miners[plan.hotkey] = entry
-    return {"run_id": info.run_id, "seed": info.extra.get("seed"), "miners": miners}
+    return {
+        "run_id": info.run_id,
+        "seed": info.extra.get("seed"),
+        "grade_order": [grade.value for grade in GRADE_ORDER],
+        "miners": miners,
+    }

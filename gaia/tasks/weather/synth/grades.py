@@ -1,10 +1,31 @@
 """Miner grades of a synthetic run and how each grade's forecast departs from the truth.
 
-A forecast is truth + error, error = amplitude * (scale * growth(lead) * smooth pattern + noise *
-white noise) + offset * amplitude, where the amplitude is the variable's anomaly standard deviation
-(relative, and applied multiplicatively, for q so it stays >= 0). The reference (GFS-like) forecast
-uses the same recipe with a moderate scale. The first eight miners show one defect each; further
-miners cycle skilful / noisy / biased with different magnitudes.
+A forecast is truth + error, in units of the variable's anomaly standard deviation `amplitude`
+(relative, and applied multiplicatively, for q so it stays >= 0):
+
+    error = amplitude * (scale * growth(lead) * smooth random pattern    (changes with the weather)
+                         + noise * white noise                            (grid-scale, every lead)
+                         + offset                                         (a constant)
+                         + systematic * drift(lead) * fixed pattern)      (see synth.systematic)
+            - damping * true anomaly                                      (an underactive model)
+
+The scorer bias-corrects each field by its mean and ACC is a centred correlation, so a constant
+offset costs nothing; what ranks the grades is the error left after that correction, as a
+fraction of the anomaly variance (SS = 1 - that fraction against climatology):
+
+- skilful: a small smooth error only (<= 0.2 of the anomaly variance at 240 h);
+- noisy: a moderate smooth error plus white noise (about 0.3-0.4 of it, averaged over leads);
+- biased: a fixed large-scale pattern (a latitude-dependent bias plus misplaced stationary waves,
+  0.45-0.6 sigma at day 1 growing to 0.9-1.1 sigma by 240 h as the model drifts to its own
+  climate), 25-35 % of the anomaly missing, and an offset: about 0.7-0.85 of the anomaly
+  variance on average and more than all of it by 240 h, so skill vanishes at the longer leads;
+  the damping lowers ACC as well.
+
+With the spec's weights this puts every skilful miner above every noisy one and every noisy one
+above every biased one by a wide margin at any seed (tests/weather/test_synth_grades_order.py).
+The reference (GFS-like) forecast and the analysis use the smooth error only. The first eight
+miners show one defect each; further miners cycle skilful / noisy / biased with different
+magnitudes.
 """
 
 from __future__ import annotations
@@ -17,6 +38,7 @@ import numpy as np
 
 from gaia.tasks.weather.synth.atmosphere import MODELS, Atmosphere, hours_since_epoch
 from gaia.tasks.weather.synth.modes import ModeSet
+from gaia.tasks.weather.synth.systematic import systematic_modes
 from gaia.tasks.weather.variables import ALL_VARIABLES, PRESSURE_VARIABLES, G
 
 _VARIABLE_INDEX = {name: index for index, name in enumerate(ALL_VARIABLES)}
@@ -38,8 +60,15 @@ class ForecastRecipe:
     """How far a forecast departs from the truth (multiples of the anomaly std)."""
 
     error_scale: float
+    """Smooth random error (changing with the weather) at 240 h; a quarter of it at 0 h."""
     noise_scale: float = 0.0
+    """Grid-scale white noise, the same at every lead."""
     offset_sigmas: float = 0.0
+    """A constant offset (the scorer's bias correction removes it)."""
+    systematic_sigmas: float = 0.0
+    """A fixed large-scale error pattern (unit spread) at 240 h; half of it at 0 h."""
+    anomaly_damping: float = 0.0
+    """The fraction of the true anomaly the forecast misses (an underactive model)."""
 
 
 REFERENCE_RECIPE = ForecastRecipe(error_scale=0.35)
@@ -61,8 +90,9 @@ class MinerPlan:
 
 _DEFECTS: tuple[tuple[Grade, ForecastRecipe], ...] = (
     (Grade.SKILFUL, ForecastRecipe(0.20)),
-    (Grade.NOISY, ForecastRecipe(0.70, noise_scale=0.30)),
-    (Grade.BIASED, ForecastRecipe(0.25, offset_sigmas=0.5)),
+    (Grade.NOISY, ForecastRecipe(0.60, noise_scale=0.35)),
+    (Grade.BIASED, ForecastRecipe(
+        0.25, offset_sigmas=0.5, systematic_sigmas=1.0, anomaly_damping=0.30)),
     (Grade.CLONE, ForecastRecipe(0.0)),
     (Grade.WRONG_UNITS, ForecastRecipe(0.20)),
     (Grade.NAN_BORDER, ForecastRecipe(0.20)),
@@ -71,13 +101,15 @@ _DEFECTS: tuple[tuple[Grade, ForecastRecipe], ...] = (
 )
 _CYCLE: tuple[tuple[Grade, ForecastRecipe], ...] = (
     (Grade.SKILFUL, ForecastRecipe(0.30)),
-    (Grade.NOISY, ForecastRecipe(1.00, noise_scale=0.50)),
-    (Grade.BIASED, ForecastRecipe(0.30, offset_sigmas=-1.0)),
+    (Grade.NOISY, ForecastRecipe(0.55, noise_scale=0.40)),
+    (Grade.BIASED, ForecastRecipe(
+        0.30, offset_sigmas=-1.0, systematic_sigmas=0.9, anomaly_damping=0.35)),
     (Grade.SKILFUL, ForecastRecipe(0.12)),
-    (Grade.NOISY, ForecastRecipe(1.40, noise_scale=0.80)),
-    (Grade.BIASED, ForecastRecipe(0.20, offset_sigmas=0.25)),
+    (Grade.NOISY, ForecastRecipe(0.70, noise_scale=0.40)),
+    (Grade.BIASED, ForecastRecipe(
+        0.20, offset_sigmas=0.25, systematic_sigmas=1.1, anomaly_damping=0.25)),
     (Grade.SKILFUL, ForecastRecipe(0.45)),
-    (Grade.NOISY, ForecastRecipe(0.50, noise_scale=1.20)),
+    (Grade.NOISY, ForecastRecipe(0.45, noise_scale=0.50)),
 )
 MISSING_VARIABLE = "10v"
 
@@ -116,6 +148,11 @@ def growth(lead_hours: int) -> float:
     return 0.25 + 0.75 * min(max(lead_hours, 0), 240) / 240.0
 
 
+def drift(lead_hours: int) -> float:
+    """Systematic error growth as the model drifts to its own climate: 0.5 at 0 h, 1.0 at 240 h."""
+    return 0.5 + 0.5 * min(max(lead_hours, 0), 240) / 240.0
+
+
 class ErrorModel:
     """Deterministic forecast errors of one run, keyed by (miner key, variable)."""
 
@@ -124,6 +161,7 @@ class ErrorModel:
         self.atmosphere = atmosphere
         self._modes: dict[tuple[int, str], ModeSet] = {}
         self._bank: np.ndarray | None = None
+        self._systematic_modes: dict[tuple[int, str], ModeSet] = {}
 
     def _pattern(self, key: int, variable: str, hours: float) -> np.ndarray:
         modes = self._modes.get((key, variable))
@@ -133,6 +171,16 @@ class ErrorModel:
             modes = ModeSet.random(rng, levels=count, m_max=8, n_max=10, period_hours=72.0)
             self._modes[(key, variable)] = modes
         return self.atmosphere.basis.evaluate(modes, hours, dtype=np.float32)
+
+    def _systematic(self, key: int, variable: str) -> np.ndarray:
+        """The miner's fixed large-scale error pattern of one variable (levels, lat, lon)."""
+        modes = self._systematic_modes.get((key, variable))
+        if modes is None:
+            count = len(self.atmosphere.levels) if variable in PRESSURE_VARIABLES else 1
+            rng = np.random.default_rng([self.seed, 7, key + 1000, _VARIABLE_INDEX[variable]])
+            modes = systematic_modes(rng, count)
+            self._systematic_modes[(key, variable)] = modes
+        return self.atmosphere.basis.evaluate(modes, 0.0, dtype=np.float32)
 
     def _white(self, key: int, variable: str, step: int, shape: tuple[int, ...]) -> np.ndarray:
         """White noise (levels, lat, lon): windows cut from a bank drawn once per run.
@@ -175,6 +223,12 @@ class ErrorModel:
             error += white * (amplitude * np.float32(recipe.noise_scale))
         if recipe.offset_sigmas:
             error += amplitude * np.float32(recipe.offset_sigmas)
+        if recipe.systematic_sigmas:
+            weight = np.float32(recipe.systematic_sigmas * drift(lead_hours))
+            error += self._systematic(key, variable) * (amplitude * weight)
+        if recipe.anomaly_damping:
+            anomaly = self.atmosphere.anomaly(variable, valid).astype(np.float32)
+            error -= anomaly * np.float32(recipe.anomaly_damping)
         if variable == "q":
             return np.asarray(truth.astype(np.float32) * np.exp(np.clip(error, -3.0, 3.0)))
         return np.asarray(truth.astype(np.float32) + error)
