@@ -48,7 +48,6 @@ COLUMNS: tuple[str, ...] = (
 )
 """The stored job fields; their names are the codec's record keys."""
 
-JSON_COLUMNS = frozenset({"payload", "metadata", "error", "result", "progress"})
 DOCUMENT_COLUMNS = frozenset({"payload", "metadata"})
 """Sent to ``insert_many`` as ONE JSON array each (one encoder call per batch, not per job)."""
 
