@@ -126,22 +126,27 @@ class Monitor:
 
     async def _loop(self) -> None:
         while True:
+            if self._busy():
+                await asyncio.sleep(self._interval)
+            elif await self._idle_wait():
+                continue  # woken by a task starting: first sample one interval from now
             try:
                 self._tick()
             except Exception:
                 logger.exception("process pool monitor tick failed")
-            if self._busy():
-                await asyncio.sleep(self._interval)
-                continue
-            delay = _IDLE_WAKE
-            deadline = self._next_deadline()
-            if deadline is not None:
-                delay = max(self._interval, min(delay, deadline - time.monotonic()))
-            self.sleeping_idle = True
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except TimeoutError:
-                pass
-            finally:
-                self.sleeping_idle = False
+
+    async def _idle_wait(self) -> bool:
+        """Sleep until woken (True) or until the next idle deadline or a second passed."""
+        delay = _IDLE_WAKE
+        deadline = self._next_deadline()
+        if deadline is not None:
+            delay = max(self._interval, min(delay, deadline - time.monotonic()))
+        self.sleeping_idle = True
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), delay)
+        except TimeoutError:
+            return False
+        finally:
+            self.sleeping_idle = False
+        return True

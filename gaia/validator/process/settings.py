@@ -18,7 +18,7 @@ class PoolSettings:
     max_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     max_tasks_per_child: int | None = None
     idle_timeout: float | None = 300.0  # seconds an idle child lives before it is retired
-    prestart: bool = True  # start max_workers children at start() rather than on demand
+    prestart: bool = True  # start max_workers children at start() (one, then the rest)
     preload: tuple[str, ...] = ()  # modules each child imports once, before its first task
     initializer: Callable[..., object] | None = None  # module-level function run once per child
     initargs: tuple[object, ...] = ()
