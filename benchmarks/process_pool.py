@@ -8,7 +8,8 @@ Measured in one run, interleaved round by round so machine noise hits every pool
   already faulted in (``np.copyto``, best of five). The median of five calls after a first one
   is reported; ``first_s`` is that first call, which for gaia includes creating the segment
   (fresh shared pages are zeroed and faulted in, slow on a VM) that later calls reuse;
-* cold start: from constructing a pool to the result of a first task that imports numpy;
+* cold start: from constructing a pool to the result of a first task that imports numpy (each
+  pool with its own default start policy: gaia prestarts one child, then the rest);
 * warm start: the same task on a started pool whose children preloaded numpy.
 
 ``python -m benchmarks.process_pool`` prints the table; ``run()`` returns its rows.
@@ -277,34 +278,46 @@ def array_round_trips() -> list[Row]:
     return rows
 
 
+def cold_start_seconds(open_session: Callable[[bool], Session]) -> tuple[str, float]:
+    started = time.perf_counter()
+    session = open_session(False)
+    session.call(numpy_version)
+    elapsed = time.perf_counter() - started
+    session.close()
+    return session.name, elapsed
+
+
+def warm_start_seconds(open_session: Callable[[bool], Session]) -> tuple[str, float]:
+    session = open_session(True)
+    try:
+        if isinstance(session, GaiaSession):
+            session.wait_ready()
+        session.many(add_one, range(4 * WORKERS))  # every child booted and warmed
+        timings = []
+        for _ in range(ARRAY_CALLS):
+            started = time.perf_counter()
+            session.call(numpy_version)
+            timings.append(time.perf_counter() - started)
+    finally:
+        session.close()
+    return session.name, statistics.median(timings)
+
+
 def start_latency() -> list[Row]:
+    """Cold: best of three new pools per contender, interleaved; warm: median of five."""
+    cold: dict[str, list[float]] = {}
+    for _ in range(ROUNDS - 2):
+        for open_session in OPENERS:
+            name, seconds = cold_start_seconds(open_session)
+            cold.setdefault(name, []).append(seconds)
     rows: list[Row] = []
     for open_session in OPENERS:
-        cold: list[float] = []
-        warm: list[float] = []
-        name = ""
-        for _ in range(2):
-            started = time.perf_counter()
-            session = open_session(False)
-            session.call(numpy_version)
-            cold.append(time.perf_counter() - started)
-            name = session.name
-            session.close()
-        session = open_session(True)
-        try:
-            if isinstance(session, GaiaSession):
-                session.wait_ready()
-            session.many(add_one, range(4 * WORKERS))  # every child booted and warmed
-            for _ in range(ARRAY_CALLS):
-                started = time.perf_counter()
-                session.call(numpy_version)
-                warm.append(time.perf_counter() - started)
-        finally:
-            session.close()
+        name, warm = warm_start_seconds(open_session)
         rows.append({"benchmark": "cold start: new pool to first numpy task", "pool": name,
-                     "value": min(cold), "unit": "s (best of 2)"})
+                     "value": min(cold[name]), "unit": f"s (best of {len(cold[name])})",
+                     "median_s": statistics.median(cold[name])})
         rows.append({"benchmark": "warm start: numpy task on a preloaded pool", "pool": name,
-                     "value": statistics.median(warm), "unit": "s (median)"})
+                     "value": warm, "unit": "s (median of 5)"})
     return rows
 
 

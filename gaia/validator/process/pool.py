@@ -106,8 +106,9 @@ class ProcessPool:
             settings.sample_interval, self._tick, self._monitor_busy, self._next_idle_deadline
         )
         self._monitor.start()
-        # Prestart one child now and the others once it is ready: children booting at the same
-        # time compete for the CPU, so the first task waits less behind a staggered start.
+        # Prestart one child now and the others once the pool is idle: children booting at the
+        # same time compete for the CPU with each other and with the first task. Demand (tasks
+        # waiting for a child) still spawns at once, see _pump.
         self._prestart_pending = settings.max_workers - 1 if settings.prestart else 0
         if settings.prestart:
             self._spawn()
@@ -337,9 +338,14 @@ class ProcessPool:
     def worker_ready(self, worker: Worker) -> None:
         self._start_failures_in_row = 0
         self._pump()
-        while self._prestart_pending > 0 and self._workers.can_spawn():
-            self._prestart_pending -= 1
-            self._spawn()
+        self._continue_prestart()
+
+    def _continue_prestart(self) -> None:
+        admission = self._admission
+        if self._prestart_pending and not admission.running_count and not admission.waiting_count:
+            while self._prestart_pending > 0 and self._workers.can_spawn():
+                self._prestart_pending -= 1
+                self._spawn()
 
     def worker_frame(self, worker: Worker, frame: bytes) -> None:
         self._tasks.on_frame(worker, frame)
@@ -351,6 +357,7 @@ class ProcessPool:
         if worker.state is WorkerState.IDLE and self._should_recycle(worker):
             self._workers.retire(worker)
         self._pump()
+        self._continue_prestart()
 
     def worker_exited(self, worker: Worker) -> None:
         self._watch.probe.forget(worker.pid)
