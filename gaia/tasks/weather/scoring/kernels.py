@@ -100,6 +100,8 @@ class _Workspace:
         block = min(block_rows, rows)
         self.buffer = _block_buffer((layout.slots, block, cols))
         self.ones = np.ones(cols)
+        self._lat_key = b""
+        self._row_weights = (self.ones[:0], 0.0)
         pairs = layout.pairs
         # per-row sums, then squares, then cross products, in one array reduced at once
         self.per_row = np.empty((layout.summed + layout.slots - 1 + pairs, rows))
@@ -118,6 +120,16 @@ class _Workspace:
                     (x[1 : 1 + pairs], x[1 + pairs : 1 + 2 * pairs], cross[:, start:stop]),
                 )
             )
+
+    def row_weights(self, lat: np.ndarray) -> tuple[np.ndarray, float]:
+        """The latitude weights of the rows and their sum (kept while the latitudes repeat)."""
+        lat = np.asarray(lat)
+        key = lat.dtype.str.encode() + lat.tobytes()
+        if key != self._lat_key:
+            weights = latitude_weights(lat)
+            self._row_weights = (weights, math.fsum(weights.tolist()))
+            self._lat_key = key
+        return self._row_weights
 
     def accumulate(self, inputs: FieldInputs, shift: float) -> None:
         """One pass over the field: per-row sums, squares and cross products of the slots."""
@@ -240,9 +252,8 @@ class FastScorer:
         per_row, layout = workspace.per_row, workspace.layout
         if not np.isfinite(per_row).all():  # a missing value
             return None
-        row_weights = latitude_weights(inputs.lat)
-        weight = cols * math.fsum(row_weights.tolist())
-        weighted = _Moments.of(per_row @ row_weights, weight, layout)
+        row_weights, row_weight_total = workspace.row_weights(inputs.lat)
+        weighted = _Moments.of(per_row @ row_weights, cols * row_weight_total, layout)
         unweighted = _Moments.of(per_row.sum(axis=1), float(rows * cols), layout)
         try:
             return self._derive(inputs, weighted, unweighted, shift)
