@@ -150,7 +150,7 @@ class Channel:
             stop = offset + _LENGTH.size + size
             if stop > len(buffer):
                 break
-            frame = bytes(buffer[offset + _LENGTH.size : stop])
+            frame = bytes(memoryview(buffer)[offset + _LENGTH.size : stop])
             offset = stop
             self._on_frame(frame)
         del buffer[:offset]
@@ -240,7 +240,7 @@ class ChildEnd:
         stop = _LENGTH.size + size
         if len(buffer) < stop:
             return None
-        frame = bytes(buffer[_LENGTH.size : stop])
+        frame = bytes(memoryview(buffer)[_LENGTH.size : stop])
         del buffer[:stop]
         return frame
 
