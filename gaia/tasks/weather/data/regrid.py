@@ -3,8 +3,7 @@
 `BilinearPlan.between(source, target)` precomputes, once per grid pair, the neighbour indices and
 weights along latitude and longitude; `plan.apply(field)` then costs two gathers and two
 multiply-adds per point. Bilinear interpolation on a lat/lon grid is separable, so the plan
-interpolates along longitude first (on the source's rows), then along latitude (gathering whole
-rows, the cheap direction, on the larger array when upsampling). Target points outside the source's
+interpolates along latitude first, then along longitude. Target points outside the source's
 latitude range (or outside its longitude range when the source does not go round the globe)
 become NaN; a global source is wrapped across the 360 -> 0 seam. A NaN neighbour with a non-zero
 weight makes the result NaN; a neighbour with zero weight is never read, so a target point that
@@ -142,19 +141,18 @@ class BilinearPlan:
         dtype = field.dtype if np.issubdtype(field.dtype, np.floating) else np.dtype(np.float64)
         data = np.asarray(field, dtype=dtype)
         weights = self._weights_in(dtype)
-        # lo * (1 - w) + hi * w along longitude first, on the source rows (gathering columns is
-        # the slow gather, so it runs on the smaller array when upsampling), then along
-        # latitude, which gathers whole rows of the result.
-        columns = np.take(data, self.lon.lo, axis=1)
-        columns *= weights.lon_lo
-        right = np.take(data, self.lon.hi, axis=1)
+        # lo * (1 - w) + hi * w along latitude, then along longitude: the same operations and
+        # roundings as the expression written out, done in place on fresh gathers.
+        rows = data[self.lat.lo]
+        rows *= weights.lat_lo
+        upper = data[self.lat.hi]
+        upper *= weights.lat_hi
+        rows += upper
+        out: np.ndarray = rows[:, self.lon.lo]
+        out *= weights.lon_lo
+        right = rows[:, self.lon.hi]
         right *= weights.lon_hi
-        columns += right
-        out = np.take(columns, self.lat.lo, axis=0)
-        out *= weights.lat_lo
-        lower = np.take(columns, self.lat.hi, axis=0)
-        lower *= weights.lat_hi
-        out += lower
+        out += right
         if not self.lat.all_valid:
             out[~self.lat.valid, :] = np.nan
         if not self.lon.all_valid:
