@@ -9,6 +9,11 @@ and sends only the segment's name and size. The receiver maps the segment and gi
 mapping to ``pickle.loads(buffers=...)``, so numpy rebuilds the array *on* the mapping: no copy.
 Smaller buffers, and arrays that are not contiguous, travel inside the pickle as usual.
 
+Consequences for callers: an array the function receives is a view of a shared segment, valid
+for the call (a function must not keep it: the segment may carry a later task's argument); an
+array returned to the caller is a view of a segment the caller alone now uses, independent of
+the arrays it passed in, and freed when the caller drops it.
+
 The pickling itself stays in C: the callback runs only for buffers, never per object, so a call
 with no array costs the same as plain ``pickle.dumps``. numpy is never imported here; when an
 array is present numpy is already loaded and is used for copies that release the GIL.
