@@ -87,3 +87,12 @@ async def test_job_memory_estimate_drives_admission(tmp_path: Path) -> None:
     await queue.close()
     assert not overlapping(big_log), "two 600 MB jobs never share a 1000 MB budget"
     assert overlapping(small_log), "two 300 MB jobs fit the budget together"
+
+
+async def test_exception_in_a_child_is_stored_with_the_child_traceback(tmp_path: Path) -> None:
+    queue = await open_queue(f"sqlite:///{tmp_path / 'q.db'}")
+    [job] = await run_all(queue, [HOLD.job(Hold(megabytes=-1))], PoolSettings(max_workers=1))
+    assert job.status is JobStatus.DEAD and job.attempts == 2
+    assert job.error is not None and job.error.traceback is not None
+    assert "in hold" in job.error.traceback, "the traceback is the child's, naming its frame"
+    await queue.close()

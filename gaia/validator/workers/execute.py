@@ -92,8 +92,11 @@ def as_outcome(value: object) -> Outcome:
 
 
 def error_of(exc: BaseException, kind: str | None = None) -> JobError:
-    """A JobError with the exception's message and traceback (a remote one if it carries it)."""
-    remote = getattr(exc, "remote_traceback", None)
+    """A JobError with the exception's message and traceback; an exception raised in a child
+    process carries the child's traceback itself or on its ``__cause__``."""
+    remote = getattr(exc, "remote_traceback", None) or getattr(
+        exc.__cause__, "remote_traceback", None
+    )
     text = remote if isinstance(remote, str) else "".join(traceback.format_exception(exc))
     message = f"{type(exc).__name__}: {exc}"
     return JobError(message=message, kind=kind or type(exc).__name__, traceback=text)
