@@ -184,10 +184,10 @@ def _measure(rounds: int = 8) -> list[Row]:
     # (name, action, repeats per round); rounds are interleaved, so every case sees the same
     # mix of load from other work on the machine
     cases: list[tuple[str, Callable[[], object], int]] = [
-        ("floor: np.max over f, o, c (one read)", lambda: [np.max(a) for a in triple], 20),
-        ("floor: np.sum over f, o, c", lambda: [np.sum(a) for a in triple], 20),
-        ("FastScorer, ERA5 field (f, o, c)", lambda: fast.score(era5), 15),
-        ("FastScorer, day-1 field (f, o, c, ref)", lambda: fast.score(day1), 8),
+        ("floor: np.max over f, o, c (one read)", lambda: [np.max(a) for a in triple], 30),
+        ("floor: np.sum over f, o, c", lambda: [np.sum(a) for a in triple], 30),
+        ("FastScorer, ERA5 field (f, o, c)", lambda: fast.score(era5), 30),
+        ("FastScorer, day-1 field (f, o, c, ref)", lambda: fast.score(day1), 15),
         ("FastScorer exact two-pass path, ERA5", lambda: exact_summary(era5, fast.config), 1),
         ("ReferenceScorer (xarray), ERA5", lambda: reference.score(era5), 1),
         ("xskillscore-based, ERA5", lambda: xskillscore_score(era5), 1),
