@@ -42,6 +42,7 @@ from .queue_postgres_peers import (
     BATCH,
     CLAIMERS,
     ENQUEUE_BATCH_JOBS,
+    PEER_TIMEOUT,
     PEERS,
     PROCESS_JOBS,
     Processing,
@@ -313,9 +314,12 @@ async def run() -> list[Row]:
             add("pgqueuer", "processing", "skipped", "", pgqueuer_error)
         for name, runner in PEERS.items():
             try:
-                result = await _measure(server_url, runner)
+                result = await asyncio.wait_for(_measure(server_url, runner), PEER_TIMEOUT)
             except ImportError as error:
                 add(name, "processing", "skipped", "", f"not installed ({error.name})")
+                continue
+            except TimeoutError:
+                add(name, "processing", "timed out", "", f"no result within {PEER_TIMEOUT:g} s")
                 continue
             add(name, f"processing (concurrency {CLAIMERS})", result.rate, "jobs/s")
             add("postgres", f"processing / {name}", our_rate / result.rate, "x")

@@ -19,6 +19,8 @@ PROCESS_JOBS = 5_000
 CLAIMERS = 10
 BATCH = 1_000
 ENQUEUE_BATCH_JOBS = 20_000
+PEER_TIMEOUT = 300.0
+"""A peer run that has not finished by then is reported as timed out, not waited for."""
 
 
 class Window:
@@ -197,7 +199,9 @@ async def saq_processing(url: str) -> Processing:
         )
         running = asyncio.create_task(worker.start())
         await finished.wait()
-        await running
+        await worker.stop()
+        await asyncio.wait({running}, timeout=10)
+        running.cancel()
     finally:
         await queue.disconnect()
     return processing(window, PROCESS_JOBS)
