@@ -79,7 +79,7 @@ def _block_buffer(shape: tuple[int, int, int]) -> np.ndarray:
     """
     count = shape[0] * shape[1] * shape[2]
     advice = getattr(mmap, "MADV_HUGEPAGE", None)
-    if advice is None:
+    if advice is None or count * 8 < _HUGE_PAGE // 4:  # a small buffer is not worth 2 MiB
         return np.empty(shape)
     size = -(-count * 8 // _HUGE_PAGE) * _HUGE_PAGE
     # private anonymous memory (shared memory would need shmem huge pages); the slack leaves room
