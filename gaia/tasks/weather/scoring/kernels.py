@@ -21,8 +21,14 @@ against the result; each such result is checked (the size of its terms over its 
 below condition_limit) and the field falls back to the exact two-pass path when it is not, as it
 does when any value is missing. Results agree with ReferenceScorer to 1e-9 relative.
 
-The block buffers and per-row result arrays are kept per scorer instance and per thread, keyed
-by the field's shape, so scoring field after field allocates nothing.
+The block buffer (on a huge page where the system offers them), the per-row result arrays and
+the latitude weights are kept per scorer instance and per thread, keyed by the field's shape, so
+scoring field after field allocates no large array. Measured costs and the choices behind this
+layout (one core, 721 x 1440 float32): each float32 -> float64 cast costs about as much as
+reading the three inputs once, and every further float64 pass over a block about half that;
+numpy's mixed-type ufuncs (np.subtract(f, o, dtype=float64)) were no faster than a cast followed
+by a float64 subtraction, and batched small matrix products (a per-row Gram matrix) were several
+times slower than the per-row dot products used here.
 """
 
 from __future__ import annotations
