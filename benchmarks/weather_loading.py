@@ -12,7 +12,8 @@ main job does. Figures per field:
 - peak MB: the tracemalloc peak of reading 1 lead and of reading every lead with one loader
   (the second must not grow with the number of leads).
 
-Run: ``python -m benchmarks.weather_loading`` (or ``python -m benchmarks weather_loading``).
+Run: ``python -m benchmarks.weather_loading [1.5] [0.25]`` (default both; generating the
+0.25 deg run takes a few minutes). `run()` returns the rows like the other benchmark modules.
 """
 
 from __future__ import annotations
