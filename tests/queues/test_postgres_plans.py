@@ -96,6 +96,39 @@ async def test_claims_walk_the_claim_order_index(big_queue: asyncpg.Connection) 
     assert not wrong, "\n".join(wrong)
 
 
+GENERIC: list[tuple[str, str, str, str]] = [
+    ("claim", SQL.claim_any, "float8, float8, text", "{now}, 30, 'w'"),
+    ("claim typed", SQL.claim_types, "float8, float8, text, text[]",
+     "{now}, 30, 'w', ARRAY['kind.odd']"),
+    ("batch claim", SQL.claim_batch_any, "float8, float8[], text[], int8",
+     "{now}, ARRAY[30, 30]::float8[], ARRAY['w', 'w'], 2"),
+    ("batch claim typed", SQL.claim_batch_types, "float8, float8[], text[], int8, text[]",
+     "{now}, ARRAY[30, 30]::float8[], ARRAY['w', 'w'], 2, ARRAY['kind.odd', 'kind.even']"),
+    ("batch complete", SQL.complete_batch, "float8, text[], int8[], text[]",
+     "{now}, ARRAY['job-1', 'job-2'], ARRAY[1, 1]::int8[], ARRAY[NULL, NULL]::text[]"),
+    ("reap", SQL.reap_expired, "float8", "{now}"),
+    ("purge", SQL.purge_finished, "float8, float8, int8", "{now}, {now}, 100"),
+]
+
+
+async def test_generic_plans_stay_on_the_indexes(big_queue: asyncpg.Connection) -> None:
+    """asyncpg prepares each statement and PostgreSQL may switch to a plan made without the
+    parameters' values after five runs: those plans must not scan the table either."""
+    await big_queue.execute("ANALYZE gaia_queue.jobs")
+    await big_queue.execute("SET plan_cache_mode = force_generic_plan")
+    wrong = []
+    for label, sql, types, arguments in GENERIC:
+        await big_queue.execute(f"PREPARE checked ({types}) AS {sql}")
+        text = await big_queue.fetchval(
+            f"EXPLAIN (FORMAT JSON) EXECUTE checked ({arguments.format(now=time.time())})"
+        )
+        await big_queue.execute("DEALLOCATE checked")
+        plan = json.loads(text)[0]["Plan"]
+        if {"Seq Scan", "Bitmap Heap Scan", "Hash Join", "Merge Join"} & node_types(plan):
+            wrong.append(f"{label}:\n{json.dumps(plan, indent=1)}")
+    assert not wrong, "\n".join(wrong)
+
+
 async def test_claim_takes_the_best_job_from_a_big_queue(big_queue: asyncpg.Connection) -> None:
     row = await big_queue.fetchrow(SQL.claim_any, time.time(), 30.0, "w")
     # priority 4 is the highest (g % 5); among those the earliest not_before is g = 4
