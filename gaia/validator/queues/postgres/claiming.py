@@ -20,7 +20,7 @@ from gaia.validator.core import lifecycle
 from gaia.validator.core.errors import CorruptJob
 from gaia.validator.core.queue import Lease
 from gaia.validator.queues.postgres.batching import Coalescer
-from gaia.validator.queues.postgres.connection import Connector
+from gaia.validator.queues.postgres.connection import Connector, Lane
 from gaia.validator.queues.postgres.rows import corrupt_error, job_from_row
 from gaia.validator.queues.postgres.statements import Statements
 
@@ -55,6 +55,7 @@ class Claimer:
         self._clock = clock
         self._release = release
         self._coalescers: dict[TypeKey, Coalescer[ClaimRequest, ClaimOutcome]] = {}
+        self._lanes: dict[TypeKey, Lane] = {}
         self._releasing: set[asyncio.Task[None]] = set()
 
     async def claim_now(
@@ -63,6 +64,7 @@ class Claimer:
         """Claim one due job of ``types`` (None: any type) or return None if none is due."""
         coalescer = self._coalescers.get(types)
         if coalescer is None:
+            self._lanes[types] = Lane(self._connector)
             coalescer = Coalescer(
                 lambda batch: self._claim_batch(types, batch),
                 max_batch=MAX_CLAIM_BATCH,
@@ -91,7 +93,7 @@ class Claimer:
                 row = await conn.fetchrow(sql, *args)
                 return [] if row is None else [row]
 
-            rows = await self._connector.run(one)
+            rows = await self._lanes[types].run(one)
             by_slot = dict.fromkeys([1], rows[0]) if rows else {}
         else:
             leases = [request.lease_seconds for request in batch]
@@ -101,7 +103,7 @@ class Claimer:
             if type_list is not None:
                 sql = self._sql.claim_batch_types
                 args.append(type_list)
-            rows = await self._connector.run(lambda conn, _: conn.fetch(sql, *args))
+            rows = await self._lanes[types].run(lambda conn, _: conn.fetch(sql, *args))
             by_slot = {row["slot"]: row for row in rows}
         outcomes: list[ClaimOutcome] = []
         for slot in range(1, len(batch) + 1):

@@ -20,7 +20,7 @@ from gaia.validator.core.job import Job
 from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.queue import Lease
 from gaia.validator.queues.postgres.batching import Coalescer
-from gaia.validator.queues.postgres.connection import Connector
+from gaia.validator.queues.postgres.connection import Connector, Lane
 from gaia.validator.queues.postgres.rows import completed_copy, encode_json
 from gaia.validator.queues.postgres.statements import Statements
 
@@ -48,6 +48,7 @@ class Completer:
         self._clock = clock
         self._complete_one = complete_one
         self._read_back = read_back
+        self._lane = Lane(connector)
         self._coalescer: Coalescer[Completion, Job] = Coalescer(
             self._complete_batch, max_batch=MAX_COMPLETE_BATCH
         )
@@ -63,7 +64,7 @@ class Completer:
         ids = [item.lease.job_id for item in batch]
         tokens = [item.lease.token for item in batch]
         results = [item.encoded for item in batch]
-        rows = await self._connector.run(
+        rows = await self._lane.run(
             lambda conn, _: conn.fetch(self._sql.complete_batch, now, ids, tokens, results)
         )
         progress = {(row["id"], row["lease_token"]): row["progress"] for row in rows}

@@ -70,8 +70,11 @@ def is_connection_lost(error: BaseException) -> bool:
         # A session the server dropped mid-exchange can be left in a protocol state that
         # refuses the next query ("another operation is in progress"): replace it.
         return True
-    # asyncpg raises a bare InterfaceError when a query meets a connection it already closed.
-    return isinstance(error, asyncpg.InterfaceError) and "closed" in str(error)
+    # asyncpg raises a bare InterfaceError when a query meets a connection it already closed,
+    # or a held pool connection it released back to the pool when its socket closed.
+    return isinstance(error, asyncpg.InterfaceError) and (
+        "closed" in str(error) or "released back to the pool" in str(error)
+    )
 
 
 def backoff(attempt: int) -> float:
@@ -105,6 +108,8 @@ class Connector:
         self._options = parsed.options
         self._pool: asyncpg.Pool | None = None
         self._closing = False
+        self._held: set[asyncpg.Connection] = set()
+        self._letting_go: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
         async def create(_: object, attempt: int) -> asyncpg.Pool:
@@ -142,6 +147,41 @@ class Connector:
                     raise
 
         return await self._retry(on_pool, pool.expire_connections)
+
+    # -- connections held by lanes -------------------------------------------------------------
+    def may_hold(self) -> bool:
+        """Whether a lane may keep a connection: lanes hold at most half the pool."""
+        return not self._closing and len(self._held) < max(1, self._options.pool_size // 2)
+
+    async def hold(self) -> asyncpg.Connection:
+        pool = self._pool
+        if pool is None or self._closing:
+            raise QueueClosed(f"the connection pool to {self._display} is closed")
+        connection = await pool.acquire()
+        self._held.add(connection)
+        return connection
+
+    async def unhold(self, connection: asyncpg.Connection, *, broken: bool = False) -> None:
+        self._held.discard(connection)
+        if broken:
+            with contextlib.suppress(asyncpg.InterfaceError):
+                connection.terminate()
+        pool = self._pool
+        if pool is not None:
+            with contextlib.suppress(asyncpg.InterfaceError):  # already released on close
+                await pool.release(connection)
+
+    def unhold_soon(self, connection: asyncpg.Connection) -> None:
+        task = asyncio.get_running_loop().create_task(self.unhold(connection))
+        self._letting_go.add(task)
+        task.add_done_callback(self._letting_go.discard)
+
+    async def retrying(self, operation: Callable[[object, int], Awaitable[T]]) -> T:
+        """Run ``operation(None, attempt)`` with the reconnect policy of :meth:`run`."""
+        pool = self._pool
+        if pool is None or self._closing:
+            raise QueueClosed(f"the connection pool to {self._display} is closed")
+        return await self._retry(operation, pool.expire_connections)
 
     async def connect(self) -> asyncpg.Connection:
         """A new connection outside the pool (the caller closes it); one attempt, no retry."""
@@ -181,6 +221,10 @@ class Connector:
 
     async def close(self) -> None:
         self._closing = True
+        for connection in list(self._held):
+            await self.unhold(connection)
+        if self._letting_go:
+            await asyncio.gather(*self._letting_go, return_exceptions=True)
         pool, self._pool = self._pool, None
         if pool is None:
             return
@@ -188,3 +232,55 @@ class Connector:
             await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
         except CONNECTION_LOST:  # includes TimeoutError
             pool.terminate()
+
+
+LANE_IDLE_SECONDS = 1.0
+
+
+class Lane:
+    """A pooled connection kept by one stream of batches (the claims of one set of job types,
+    or the completions) while it is busy, so that back-to-back batches skip the pool's acquire
+    and release (about 40 us of client CPU each, a quarter of the per-batch cost).
+
+    Batches on a lane never overlap (the Coalescer sends one at a time). The connection goes back
+    to the pool after LANE_IDLE_SECONDS without use, at once when it breaks, and on close. Lanes
+    hold at most half the pool; a lane that cannot hold one borrows a connection per batch.
+    """
+
+    def __init__(self, connector: Connector) -> None:
+        self._connector = connector
+        self._connection: asyncpg.Connection | None = None
+        self._idle: asyncio.TimerHandle | None = None
+
+    async def run(self, operation: Operation[T]) -> T:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        connector = self._connector
+        if self._connection is None and not connector.may_hold():
+            return await connector.run(operation)
+
+        async def attempt(_: object, number: int) -> T:
+            connection = self._connection
+            if connection is None:
+                connection = self._connection = await connector.hold()
+            try:
+                return await operation(connection, number)
+            except Exception as error:
+                if is_connection_lost(error):
+                    self._connection = None
+                    await connector.unhold(connection, broken=True)
+                raise
+
+        try:
+            return await connector.retrying(attempt)
+        finally:
+            if self._connection is not None:
+                loop = asyncio.get_running_loop()
+                self._idle = loop.call_later(LANE_IDLE_SECONDS, self._let_go)
+
+    def _let_go(self) -> None:
+        connection, self._connection = self._connection, None
+        self._idle = None
+        if connection is not None:
+            self._connector.unhold_soon(connection)
