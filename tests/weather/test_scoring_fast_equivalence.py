@@ -17,11 +17,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gaia.tasks.weather.fields import FieldInputs, FieldMetrics
-from gaia.tasks.weather.scoring.kernels import FastScorer
+from gaia.tasks.weather.scoring.kernels import Engine, FastScorer
 from gaia.tasks.weather.scoring.reference import ReferenceScorer
 
 RELATIVE = 1e-9
@@ -128,10 +129,14 @@ def agree(fast: float | None, reference: float | None, abs_tol: float) -> bool:
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(field=fields(), block_rows=st.sampled_from([1, 2, 4, 24]))
-def test_fast_scorer_matches_reference_scorer(field: FieldInputs, block_rows: int) -> None:
+@given(field=fields(), block_rows=st.sampled_from([None, 1, 2, 4, 24]))
+def test_fast_scorer_matches_reference_scorer(field: FieldInputs, block_rows: int | None) -> None:
+    """block_rows None: the compiled engine; a number: the numpy engine with that block."""
     expected = ReferenceScorer().score(field)
-    actual = FastScorer(block_rows=block_rows).score(field)
+    if block_rows is None:
+        actual = FastScorer(engine="compiled").score(field)
+    else:
+        actual = FastScorer(engine="numpy", block_rows=block_rows).score(field)
     assert actual.valid_points == expected.valid_points
     allowances = {name: ABSOLUTE_PER_SCALE * s for name, s in scales(field, expected).items()}
     rounding = bias_rounding(field)
@@ -143,7 +148,8 @@ def test_fast_scorer_matches_reference_scorer(field: FieldInputs, block_rows: in
         assert agree(fast, slow, abs_tol), f"{name}: fast {fast!r} != reference {slow!r}"
 
 
-def test_large_realistic_field_takes_one_pass_and_matches() -> None:
+@pytest.mark.parametrize("engine", ["compiled", "numpy"])
+def test_large_realistic_field_takes_one_pass_and_matches(engine: Engine) -> None:
     rng = np.random.default_rng(7)
     rows, cols = 181, 360
     lat = np.linspace(90, -90, rows)
@@ -165,7 +171,7 @@ def test_large_realistic_field_takes_one_pass_and_matches() -> None:
         reference.astype(np.float32),
         lat,
     )
-    fast = FastScorer()
+    fast = FastScorer(engine=engine)
     assert fast.one_pass(field) is not None
     expected = ReferenceScorer().score(field)
     actual = fast.score(field)

@@ -14,7 +14,7 @@ import pytest
 
 from gaia.tasks.weather.fields import FieldInputs, FieldScorer
 from gaia.tasks.weather.scoring.config import MetricConfig
-from gaia.tasks.weather.scoring.kernels import FastScorer
+from gaia.tasks.weather.scoring.kernels import Engine, FastScorer, compiled_available
 from gaia.tasks.weather.scoring.reference import ReferenceScorer
 from gaia.tasks.weather.scoring.skill import skill_score
 
@@ -25,8 +25,9 @@ CLIMATOLOGY = np.full((2, 3), 3.5)
 
 SCORERS = [
     pytest.param(ReferenceScorer(), id="reference"),
-    pytest.param(FastScorer(), id="fast"),
-    pytest.param(FastScorer(block_rows=1), id="fast-row-blocks"),
+    pytest.param(FastScorer(engine="compiled"), id="fast-compiled"),
+    pytest.param(FastScorer(engine="numpy"), id="fast-numpy"),
+    pytest.param(FastScorer(engine="numpy", block_rows=1), id="fast-numpy-row-blocks"),
 ]
 
 
@@ -193,8 +194,9 @@ def test_anomaly_std_floor_is_configurable() -> None:
         assert math.isnan(scorer(MetricConfig(anomaly_std_floor=1e-6)).score(field).acc)
 
 
-def test_fast_scorer_takes_one_pass_on_complete_fields_only() -> None:
-    fast = FastScorer()
+@pytest.mark.parametrize("engine", ["compiled", "numpy"])
+def test_fast_scorer_takes_one_pass_on_complete_fields_only(engine: Engine) -> None:
+    fast = FastScorer(engine=engine)
     assert fast.one_pass(inputs()) is not None
     with_gap = FORECAST.copy()
     with_gap[1, 1] = np.nan
@@ -210,7 +212,7 @@ def test_fast_scorer_takes_one_pass_on_complete_fields_only() -> None:
     assert math.isclose(exact.mse, reference.mse, rel_tol=1e-9)
 
 
-def test_block_size_does_not_change_results() -> None:
+def test_block_size_and_engine_do_not_change_results() -> None:
     rng = np.random.default_rng(1)
     shape = (13, 7)
     truth = 280 + 10 * rng.standard_normal(shape)
@@ -224,7 +226,8 @@ def test_block_size_does_not_change_results() -> None:
         truth + 2 * rng.standard_normal(shape),
         np.linspace(90, -90, 13),
     )
-    results = [FastScorer(block_rows=b).score(field) for b in (1, 2, 5, 13, 100)]
+    results = [FastScorer(engine="numpy", block_rows=b).score(field) for b in (1, 2, 5, 13, 100)]
+    results.append(FastScorer(engine="compiled").score(field))
     for other in results[1:]:
         for name, value in vars(results[0]).items():
             if isinstance(value, float):
@@ -236,6 +239,13 @@ def test_fast_scorer_rejects_bad_settings() -> None:
         FastScorer(block_rows=0)
     with pytest.raises(ValueError, match="condition_limit"):
         FastScorer(condition_limit=0.5)
+    with pytest.raises(ValueError, match="engine"):
+        FastScorer(engine="gpu")  # type: ignore[arg-type]
+
+
+def test_auto_engine_is_the_compiled_one_where_numba_imports() -> None:
+    assert compiled_available()
+    assert FastScorer().resolved_engine == "compiled"
 
 
 def test_field_inputs_name_the_bad_array() -> None:
