@@ -127,10 +127,23 @@ def test_claim_skips_priority_levels_with_nothing_due(connection: sqlite3.Connec
     ]
     due = new_job("kind.a", {"n": -1}, priority=0, not_before=now - 1, now=now)
     store.enqueue(connection, [*delayed, due])
-    job, next_due = store.claim(connection, "w", None, 10.0, now)
-    assert job is not None and job.id == due.id
-    job, next_due = store.claim(connection, "w", ["kind.a", "kind.b"], 10.0, now)
-    assert job is None and next_due == now + 60
+    jobs, next_due = store.claim(connection, "w", None, 10.0, now, count=5)
+    assert [job.id for job in jobs] == [due.id] and next_due is None
+    jobs, next_due = store.claim(connection, "w", ["kind.a", "kind.b"], 10.0, now)
+    assert jobs == [] and next_due == now + 60
+
+
+def test_a_batch_claim_takes_the_best_due_jobs_in_order(connection: sqlite3.Connection) -> None:
+    """One transaction claims up to `count` jobs, best first, and stops when none is due."""
+    now = 1_000.0
+    queued = [new_job("kind.a", {"n": n}, priority=n % 4, now=now + n) for n in range(10)]
+    store.enqueue(connection, queued)
+    expected = sorted(queued, key=lambda job: (-job.priority, job.created_at))
+    first, _ = store.claim(connection, "w", None, 10.0, now + 20, count=4)
+    rest, next_due = store.claim(connection, "w", None, 10.0, now + 20, count=50)
+    assert [job.id for job in first + rest] == [job.id for job in expected]
+    assert all(job.status is JobStatus.RUNNING and job.worker_id == "w" for job in first + rest)
+    assert next_due is None
 
 
 def test_the_partial_unique_index_holds_against_direct_inserts(

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 
 from gaia.validator.core import lifecycle
-from gaia.validator.core.errors import InvalidTransition, QueueClosed
+from gaia.validator.core.errors import InvalidTransition, LeaseLost, QueueClosed
 from gaia.validator.core.job import Job, JobError, Progress
 from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.queue import Lease, Queue, QueueStats
@@ -37,7 +37,7 @@ from gaia.validator.queues.sqlite.doorbell import Doorbell, wake_directory
 from gaia.validator.queues.sqlite.options import SqliteOptions
 from gaia.validator.queues.sqlite.signal import WakeSignal
 
-_ClaimResult = tuple[Job | None, float | None]
+_ClaimResult = tuple[list[Job], float | None]
 _SettleChange = Callable[[Job], Job]
 
 
@@ -87,7 +87,24 @@ class SqliteQueue(Queue):
         lease_seconds: float = 30.0,
         wait: float = 0.0,
     ) -> Lease | None:
+        leases = await self.claim_many(
+            worker_id, 1, types=types, lease_seconds=lease_seconds, wait=wait
+        )
+        return leases[0] if leases else None
+
+    async def claim_many(
+        self,
+        worker_id: str,
+        count: int,
+        *,
+        types: Collection[str] | None = None,
+        lease_seconds: float = 30.0,
+        wait: float = 0.0,
+    ) -> list[Lease]:
+        """Up to ``count`` jobs claimed in one transaction; waits up to ``wait`` for the first."""
         self._check_open()
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
         if isinstance(types, str):
@@ -100,25 +117,25 @@ class SqliteQueue(Queue):
             self._doorbell.listen(asyncio.get_running_loop(), self._signal.notify)
         while True:
             seen = self._signal.generation
-            job, next_due = await self._claim_once(worker_id, chosen, lease_seconds)
-            if job is not None:
-                return lifecycle.lease_for(job)
+            jobs, next_due = await self._claim_once(worker_id, chosen, lease_seconds, count)
+            if jobs:
+                return [lifecycle.lease_for(job) for job in jobs]
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._closed:
-                return None
+                return []
             pause = min(remaining, self.options.idle_recheck)
             if next_due is not None:
                 pause = min(pause, max(0.0, next_due - self._clock()))
             await self._signal.wait(seen, pause)
             if self._closed:
-                return None
+                return []
 
     async def _claim_once(
-        self, worker_id: str, types: list[str] | None, lease_seconds: float
+        self, worker_id: str, types: list[str] | None, lease_seconds: float, count: int
     ) -> _ClaimResult:
         now = self._clock()
         future = self._db.submit(
-            lambda db: store.claim(db, worker_id, types, lease_seconds, now),
+            lambda db: store.claim(db, worker_id, types, lease_seconds, now, count),
             Kind.CHANGE,
             abandoned=self._release_abandoned,
             durable=False,
@@ -126,18 +143,19 @@ class SqliteQueue(Queue):
         return await future
 
     def _release_abandoned(self, claimed: _ClaimResult) -> None:
-        """The claimer was cancelled while its claim ran: give the job straight back."""
-        job = claimed[0]
-        if job is None:
+        """The claimer was cancelled while its claim ran: give the jobs straight back."""
+        leases = [lifecycle.lease_for(job) for job in claimed[0]]
+        if not leases:
             return
-        lease = lifecycle.lease_for(job)
         now = self._clock()
-        with contextlib.suppress(QueueClosed):  # if closed, the lease expires and is reaped
-            self._db.submit(
-                lambda db: store.settle(db, lease, now, lambda held: lifecycle.released(held, now)),
-                Kind.CHANGE,
-                ring=True,
-            )
+
+        def release_all(db: sqlite3.Connection) -> None:
+            for lease in leases:
+                with contextlib.suppress(LeaseLost):  # already cancelled: nothing to give back
+                    store.settle(db, lease, now, lambda held: lifecycle.released(held, now))
+
+        with contextlib.suppress(QueueClosed):  # if closed, the leases expire and are reaped
+            self._db.submit(release_all, Kind.CHANGE, ring=True)
 
     # -- settling ------------------------------------------------------------------------------
     async def _settle(

@@ -103,14 +103,17 @@ def claim(
     types: Collection[str] | None,
     lease_seconds: float,
     now: float,
-) -> tuple[Job | None, float | None]:
-    """Claim the best due job; else (None, the earliest ``not_before`` among pending jobs).
+    count: int = 1,
+) -> tuple[list[Job], float | None]:
+    """Claim up to ``count`` of the best due jobs, best first; when none is due, also the
+    earliest ``not_before`` among pending jobs (else None).
 
     A row that does not decode is dead-lettered on the spot and the claim goes on."""
-    while True:
+    claimed: list[Job] = []
+    while len(claimed) < count:
         row, next_due = _best_due(connection, types, now)
         if row is None:
-            return None, next_due
+            return claimed, (next_due if not claimed else None)
         try:
             job = rows.decode_row(row)
         except CorruptJob as exc:
@@ -118,7 +121,8 @@ def claim(
             continue
         job = lifecycle.claimed(job, worker_id, now, lease_seconds)
         _write(connection, row, job)
-        return job, None
+        claimed.append(job)
+    return claimed, None
 
 
 def _best_due(
