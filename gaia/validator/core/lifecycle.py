@@ -6,6 +6,7 @@ Each function takes the stored job and returns the updated copy; none touches I/
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 
 from gaia.validator.core.errors import InvalidTransition, LeaseLost
@@ -147,3 +148,24 @@ def is_expired(job: Job, now: float) -> bool:
         and job.lease_expires_at is not None
         and job.lease_expires_at < now
     )
+
+
+def claim_scope(
+    types: Collection[str] | None, lease_seconds: float, count: int = 1
+) -> list[str] | None:
+    """Check a claim's arguments; return its job types sorted and deduplicated (None = all).
+
+    Every backend calls this first, so bad arguments fail the same way everywhere.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    if not lease_seconds > 0:
+        raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
+    if isinstance(types, str):
+        raise TypeError(f"types must be a collection of job types, not the string {types!r}")
+    if types is None:
+        return None
+    chosen = sorted(set(types))
+    if not chosen:
+        raise ValueError("types must name at least one job type, or be None for every type")
+    return chosen

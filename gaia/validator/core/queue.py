@@ -98,7 +98,7 @@ class Queue(ABC):
         Backends override this with one round trip; this default claims one at a time.
         """
         if count < 1:
-            raise ValueError(f"count must be >= 1, got {count}")
+            raise ValueError(f"count must be >= 1, got {count}")  # the rest: claim() checks
         first = await self.claim(worker_id, types=types, lease_seconds=lease_seconds, wait=wait)
         leases = [] if first is None else [first]
         while leases and len(leases) < count:

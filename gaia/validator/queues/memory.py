@@ -103,6 +103,7 @@ class MemoryQueue(Queue):
         wait: float = 0.0,
     ) -> Lease | None:
         self._check_open()
+        types = lifecycle.claim_scope(types, lease_seconds)
         deadline = time.monotonic() + wait
         while True:
             lease = self._claim_now(worker_id, types, lease_seconds)

@@ -103,15 +103,7 @@ class SqliteQueue(Queue):
     ) -> list[Lease]:
         """Up to ``count`` jobs claimed in one transaction; waits up to ``wait`` for the first."""
         self._check_open()
-        if count < 1:
-            raise ValueError(f"count must be >= 1, got {count}")
-        if lease_seconds <= 0:
-            raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
-        if isinstance(types, str):
-            raise TypeError(f"types must be a collection of job types, not the string {types!r}")
-        chosen = None if types is None else sorted(set(types))
-        if chosen == []:
-            raise ValueError("types must name at least one job type (or be None for all)")
+        chosen = lifecycle.claim_scope(types, lease_seconds, count)
         deadline = time.monotonic() + max(0.0, wait)
         if wait > 0 and not self._doorbell.listening:
             self._doorbell.listen(asyncio.get_running_loop(), self._signal.notify)
