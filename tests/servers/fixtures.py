@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn, Protocol
 from uuid import uuid4
@@ -67,40 +67,35 @@ def _missing(error: BinaryNotFound, variable: str) -> NoReturn:
     server_unavailable(f"{error}; or set {variable} to a server the tests may use")
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[ServerHandle]:
-    """The session's Redis: a throwaway AOF-backed redis-server, or GAIA_TEST_REDIS_URL."""
-    url = external_url(REDIS_URL_VARIABLE)
+def _session_server(
+    variable: str, throwaway: Callable[[], RedisServer | PostgresServer]
+) -> Iterator[ServerHandle]:
+    """The server named by the environment ``variable``, else a throwaway one for the session."""
+    url = external_url(variable)
     if url is not None:
-        yield ExternalServer(url, REDIS_URL_VARIABLE)
+        yield ExternalServer(url, variable)
         return
     try:
-        server = RedisServer()
+        server = throwaway()
     except BinaryNotFound as error:
-        _missing(error, REDIS_URL_VARIABLE)
+        _missing(error, variable)
     try:
         server.start()
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[ServerHandle]:
+    """The session's Redis: a throwaway AOF-backed redis-server, or GAIA_TEST_REDIS_URL."""
+    yield from _session_server(REDIS_URL_VARIABLE, RedisServer)
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[ServerHandle]:
     """The session's PostgreSQL: a throwaway cluster, or GAIA_TEST_POSTGRES_URL."""
-    url = external_url(POSTGRES_URL_VARIABLE)
-    if url is not None:
-        yield ExternalServer(url, POSTGRES_URL_VARIABLE)
-        return
-    try:
-        server = PostgresServer()
-    except BinaryNotFound as error:
-        _missing(error, POSTGRES_URL_VARIABLE)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
+    yield from _session_server(POSTGRES_URL_VARIABLE, PostgresServer)
 
 
 @pytest.fixture(scope="session")

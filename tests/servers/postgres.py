@@ -22,10 +22,10 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
 from .binaries import find_binary
 from .ports import LOOPBACK, free_port
+from .throwaway import ThrowawayServer
 
 DEFAULT_OS_USER = "gaia-pg"
 SUPERUSER = "postgres"
@@ -40,7 +40,7 @@ class PostgresServerError(RuntimeError):
     """A PostgreSQL command failed; the message carries its output and the end of the log."""
 
 
-class PostgresServer:
+class PostgresServer(ThrowawayServer):
     """One PostgreSQL cluster owned by the test run.
 
     ``start()`` runs ``initdb`` the first time, starts the server and creates database ``gaia``.
@@ -155,18 +155,6 @@ class PostgresServer:
                    "-h", self.host, "-p", str(self.port), "-U", self.superuser, "-d", database,
                    "-c", sql]
         return self._run(command, as_os_user=False)
-
-    def __enter__(self) -> PostgresServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _initdb(self) -> None:
         command = [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", self.superuser,

@@ -26,10 +26,10 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
 from .binaries import find_binary
 from .ports import LOOPBACK, free_port
+from .throwaway import ThrowawayServer
 
 APPENDFSYNC_CHOICES = ("always", "everysec", "no")
 START_TIMEOUT_SECONDS = 30.0
@@ -42,7 +42,7 @@ class RedisServerError(RuntimeError):
     """The server did not start or stop; the message carries the end of its log."""
 
 
-class RedisServer:
+class RedisServer(ThrowawayServer):
     """One ``redis-server`` process owned by the test run, with its own data directory.
 
     ``start()`` picks a free port; ``restart()`` reuses that port and data directory, so clients
@@ -151,18 +151,6 @@ class RedisServer:
         """Stop the server and delete its data directory."""
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _config_text(self) -> str:
         settings = {
