@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from gaia.shared.sqlite_url import sqlite_file
 from gaia.tasks.weather.results.records import ResultsURLError
 
 SQLITE_SCHEME = "sqlite"
@@ -96,27 +97,12 @@ def _seconds(name: str, text: str) -> float:
 
 
 def _parse_sqlite(url: str) -> SqliteTarget:
-    parts = urlsplit(url)
-    if parts.netloc:
-        raise ResultsURLError(
-            f"sqlite URL {url!r} names a host {parts.netloc!r}; use sqlite:///relative.db "
-            "or sqlite:////absolute/path.db (three or four slashes)"
+    try:
+        path, parts = sqlite_file(
+            url, "results must be durable and shared between processes; name a database file"
         )
-    if not url.lower().startswith("sqlite:///"):
-        raise ResultsURLError(
-            f"sqlite URL {url!r} must start with sqlite:/// (sqlite:///relative.db or "
-            "sqlite:////absolute/path.db)"
-        )
-    if parts.fragment:
-        raise ResultsURLError(f"sqlite URL {url!r} must not have a #fragment")
-    raw_path = parts.path[1:] if parts.path.startswith("/") else parts.path
-    if not raw_path or raw_path.endswith("/"):
-        raise ResultsURLError(f"sqlite URL {url!r} names no database file")
-    if raw_path == ":memory:" or raw_path.startswith("file:"):
-        raise ResultsURLError(
-            f"sqlite URL {url!r}: results must be durable and shared between processes; "
-            "name a database file"
-        )
+    except ValueError as error:
+        raise ResultsURLError(str(error)) from None
     own, unknown = _options(url, parts.query, ("busy_timeout", "synchronous"))
     if unknown:
         raise ResultsURLError(
@@ -129,7 +115,7 @@ def _parse_sqlite(url: str) -> SqliteTarget:
             f"sqlite URL option synchronous={own['synchronous']!r} must be 'full' or 'normal'"
         )
     busy = _seconds("busy_timeout", own["busy_timeout"]) if "busy_timeout" in own else 30.0
-    return SqliteTarget(Path(raw_path), busy, synchronous)
+    return SqliteTarget(path, busy, synchronous)
 
 
 def _masked(url: str) -> str:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+from gaia.shared.sqlite_url import sqlite_file
+
 DEFAULT_RESULT_TTL = 86_400.0
 
 
@@ -72,21 +74,11 @@ def parse_sqlite_url(url: str) -> SqliteOptions:
     parts = urlsplit(url)
     if parts.scheme != "sqlite":
         raise ValueError(f"not a sqlite URL: {url!r} (expected sqlite:///path/to/queue.db)")
-    if parts.netloc:
-        raise ValueError(
-            f"sqlite URL {url!r} names a host {parts.netloc!r}; use sqlite:///relative.db "
-            "or sqlite:////absolute/path.db (three or four slashes)"
-        )
-    if parts.fragment:
-        raise ValueError(f"sqlite URL {url!r} must not have a #fragment")
-    raw_path = parts.path[1:] if parts.path.startswith("/") else parts.path
-    if not raw_path or raw_path.endswith("/"):
-        raise ValueError(f"sqlite URL {url!r} names no database file")
-    if raw_path == ":memory:" or raw_path.startswith("file:"):
-        raise ValueError(
-            f"sqlite URL {url!r}: an in-memory SQLite database cannot be shared between "
-            "processes; use memory:// for an in-process queue"
-        )
+    path, parts = sqlite_file(
+        url,
+        "an in-memory SQLite database cannot be shared between processes; "
+        "use memory:// for an in-process queue",
+    )
     options: dict[str, float | str] = {}
     for name, text in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
         parser = _PARSERS.get(name)
@@ -96,5 +88,4 @@ def parse_sqlite_url(url: str) -> SqliteOptions:
         if name in options:
             raise ValueError(f"sqlite URL option {name!r} is given twice in {url!r}")
         options[name] = parser(text)
-    path = Path(raw_path)
     return SqliteOptions(path=path, **options)  # type: ignore[arg-type]
