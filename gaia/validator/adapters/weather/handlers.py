@@ -27,8 +27,8 @@ from gaia.tasks.weather.scoring.era5 import Era5Result, score_era5
 from gaia.tasks.weather.scoring.levels import VariableScore, aggregate_levels
 from gaia.tasks.weather.variables import DAY1_LEAD_HOURS, ERA5_LEAD_HOURS
 from gaia.validator.adapters.weather.memory import batch_memory_mb
-from gaia.validator.adapters.weather.payloads import AggregatePayload, StageName, StagePayload
-from gaia.validator.adapters.weather.planning import aggregation_trigger
+from gaia.validator.adapters.weather.payloads import AggregatePayload, StagePayload
+from gaia.validator.adapters.weather.planning import trigger_aggregation
 from gaia.validator.adapters.weather.services import WeatherServices
 from gaia.validator.core.context import TaskContext
 from gaia.validator.core.json_value import JSONObject
@@ -59,7 +59,7 @@ class WeatherHandlers:
         else:
             await results.clear_failure(payload.run_id, payload.hotkey, "day1")
         await results.save_day1(payload.run_id, payload.hotkey, result)
-        await self._trigger_aggregation(payload, "day1")
+        await self._trigger_aggregation(payload)
         score = result.score if result.score is not None and math.isfinite(result.score) else None
         return {"status": result.status.value, "score": score, "passed": result.passed}
 
@@ -90,7 +90,7 @@ class WeatherHandlers:
             await services.results.save_era5(
                 payload.run_id, payload.hotkey, Era5Result.failed(exc.reason)
             )
-            await self._trigger_aggregation(payload, "era5")
+            await self._trigger_aggregation(payload)
             return {"status": kind.value, "reason": exc.reason}
         except Exception as exc:
             await self._on_unexpected(ctx, payload, exc)
@@ -122,7 +122,7 @@ class WeatherHandlers:
                     payload.run_id, payload.hotkey, lead, variables, fields
                 )
                 await services.results.clear_failure(payload.run_id, payload.hotkey, "era5")
-                await self._trigger_aggregation(payload, f"era5:{lead}")
+                await self._trigger_aggregation(payload)
                 done = done_before + index + 1
                 await ctx.progress(done, len(ERA5_LEAD_HOURS), f"lead {lead} h scored")
         finally:
@@ -185,12 +185,18 @@ class WeatherHandlers:
         reason = f"{type(exc).__name__}: {exc}"
         failure = StageFailure(payload.stage, FailureKind.ERROR, reason)
         await self.services.results.save_failure(payload.run_id, payload.hotkey, failure)
-        await self._trigger_aggregation(payload, payload.stage)
+        await self._trigger_aggregation(payload)
 
-    async def _trigger_aggregation(self, payload: StagePayload, landing: StageName | str) -> None:
-        after = f"{payload.hotkey}:{landing}"
-        job = aggregation_trigger(payload.run_dir, payload.run_id, after)
-        await self.services.queue.enqueue(job)
+    async def _trigger_aggregation(self, payload: StagePayload) -> None:
+        """Called after a landing is committed: an aggregation that has not started will read it."""
+        services = self.services
+        await trigger_aggregation(
+            services.queue,
+            payload.run_dir,
+            payload.run_id,
+            services.clock().timestamp(),
+            services.aggregation_window,
+        )
 
 
 def _by_variable(fields: Iterator[LoadedField | SkippedField]) -> Iterator[list[FieldInputs]]:

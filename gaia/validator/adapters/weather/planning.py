@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from gaia.tasks.weather.data.stores import RunInfo
@@ -15,6 +16,8 @@ from gaia.validator.adapters.weather.payloads import (
 )
 from gaia.validator.adapters.weather.policies import AGGREGATE, DAY1, ERA5, weather_job
 from gaia.validator.core.job import Job
+from gaia.validator.core.queue import Queue
+from gaia.validator.core.status import JobStatus
 
 STAGES: tuple[StageName, ...] = ("day1", "era5")
 
@@ -38,16 +41,37 @@ def plan_run(run_dir: Path, info: RunInfo) -> list[Job]:
     return jobs
 
 
-def aggregation_trigger(run_dir: str, run_id: str, after: str) -> Job:
-    """An aggregation of the run, triggered by one landing (``after`` names it).
+def aggregation_trigger(run_dir: str, run_id: str, now: float, window: float) -> Job:
+    """The run's aggregation for the window of time ``now`` falls in, due when that window ends.
 
-    Each landing gets its own key, so a trigger never merges into an aggregation that is already
-    running and may have read the stores before this landing: nothing is lost, and the same
-    landing delivered twice still aggregates once.
+    Every landing in one window shares the job (its dedupe key names the window), so a run
+    aggregates about once per ``window`` seconds of landings instead of once per landing. The
+    caller must not merge into a job that has already started (see WeatherHandlers).
     """
+    if not (window > 0 and math.isfinite(window)):
+        raise ValueError(f"aggregation window must be a positive number of seconds, got {window}")
+    index = math.floor(now / window)
     return weather_job(
         AGGREGATE,
         AggregatePayload(run_dir, run_id),
-        dedupe_key=f"{aggregate_key(run_id)}:after:{after}",
+        dedupe_key=f"{aggregate_key(run_id)}:window:{index}",
         correlation_id=run_id,
+        not_before=(index + 1) * window,
     )
+
+
+async def trigger_aggregation(
+    queue: Queue, run_dir: str, run_id: str, now: float, window: float
+) -> Job:
+    """Enqueue (or join) the aggregation that will read a landing committed before ``now``.
+
+    Landings within one window of time share one aggregation job, due when the window ends. If
+    the window's job has already started (a slow enqueue, a worker whose clock runs ahead), it
+    may have read the stores before this landing, so the trigger moves on to the next window: a
+    landing never joins a running aggregation, so none is lost. Returns the job it joined.
+    """
+    while True:
+        stored = await queue.enqueue(aggregation_trigger(run_dir, run_id, now, window))
+        if stored.status is not JobStatus.RUNNING:
+            return stored
+        now += window

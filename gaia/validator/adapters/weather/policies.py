@@ -37,6 +37,7 @@ def weather_job(
     dedupe_key: str,
     correlation_id: str,
     memory_mb: int = 0,
+    not_before: float | None = None,
 ) -> Job:
     return new_job(
         policy.name,
@@ -44,6 +45,7 @@ def weather_job(
         dedupe_key=dedupe_key,
         correlation_id=correlation_id,
         memory_mb=memory_mb,
+        not_before=not_before,
         priority=policy.priority,
         max_attempts=policy.retry.max_attempts,
         timeout=policy.timeout,

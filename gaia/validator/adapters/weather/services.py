@@ -28,3 +28,5 @@ class WeatherServices:
     era5_config: Era5Config = field(default_factory=Era5Config)
     aggregate_config: AggregateConfig = field(default_factory=AggregateConfig)
     clock: Callable[[], datetime] = utc_now
+    aggregation_window: float = 2.0
+    """Seconds of landings one aggregation job covers (see planning.trigger_aggregation)."""
