@@ -33,6 +33,17 @@ def test_core_imports_only_the_standard_library() -> None:
 
 
 def test_importing_the_package_and_queue_registry_is_light() -> None:
-    heavy = {"numpy", "xarray", "zarr", "redis", "asyncpg", "psutil", "rich"}
+    heavy = {"numpy", "xarray", "zarr", "numba", "redis", "asyncpg", "psutil", "rich"}
     loaded = imported_by("import gaia, gaia.validator.queues, gaia.validator.workers")
     assert not loaded & heavy, f"heavy modules imported eagerly: {sorted(loaded & heavy)}"
+
+
+def test_numba_loads_only_when_the_compiled_scorer_is_first_used() -> None:
+    """Importing the scorers (as a process-pool child does before it knows its work) must not
+    pay numba's import; the compiled engine imports it on first use."""
+    assert "numba" not in imported_by(
+        "import gaia.tasks.weather.scoring.kernels, gaia.tasks.weather.compute"
+    )
+    assert "numba" in imported_by(
+        "from gaia.tasks.weather.scoring.kernels import FastScorer; FastScorer().resolved_engine"
+    )
