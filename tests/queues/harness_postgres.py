@@ -27,8 +27,8 @@ async def write_corrupt_job(queue: Queue, job_type: str) -> str | None:
         queue,
         f"INSERT INTO {queue.options.schema}.jobs (id, type, status, priority, not_before,"
         " attempts, max_attempts, lease_token, timeout, memory_mb, correlation_id, created_at,"
-        " updated_at, payload, metadata) VALUES ($1, $2, 'queued', 0, $3, 0, 3, 0, 60, 0, $1,"
-        " $3, $3, $4::text::jsonb, '{}')",
+        " updated_at, payload, metadata) VALUES ($1::text, $2::text, 'queued', 0, $3, 0, 3, 0,"
+        " 60, 0, $1::text, $3, $3, $4::text::jsonb, '{}')",
         job_id,
         job_type,
         now,

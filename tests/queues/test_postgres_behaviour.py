@@ -209,7 +209,8 @@ async def test_corrupt_documents_are_dead_lettered_and_readable(
 async def test_the_table_refuses_impossible_scalars(pg: PostgresQueue, clock: FakeClock) -> None:
     job = await pg.enqueue(make(clock))
     for assignment in ("status = 'finished'", "priority = 5000000", "max_attempts = 0",
-                       "type = 'Not A Type'", "dedupe_key = ''", "timeout = 0"):
+                       "type = 'Not A Type'", "dedupe_key = ''", "timeout = 0", "id = ''",
+                       "attempts = -1", "memory_mb = -1"):
         with pytest.raises(asyncpg.CheckViolationError):
             await raw_execute(pg, f"UPDATE gaia_queue.jobs SET {assignment} WHERE id = $1", job.id)
 

@@ -10,7 +10,7 @@ import pytest
 from gaia.validator.core import JobStatus, new_job
 from gaia.validator.queues import open_queue
 from gaia.validator.queues.postgres import PostgresQueue
-from gaia.validator.queues.postgres.migrations import MIGRATIONS, SchemaTooNew, migrate
+from gaia.validator.queues.postgres.migrations import MIGRATIONS, SchemaTooNew, migrate, render
 
 pytestmark = pytest.mark.postgres
 LATEST = MIGRATIONS[-1].version
@@ -91,3 +91,59 @@ async def test_schemas_are_separate_queues(postgres_url: str) -> None:
         await beta.close()
     assert await recorded_versions(postgres_url, "alpha") == [m.version for m in MIGRATIONS]
     assert await recorded_versions(postgres_url, "beta") == [m.version for m in MIGRATIONS]
+
+
+async def test_upgrading_from_version_1_keeps_jobs_and_moves_checks_to_domains(
+    postgres_url: str,
+) -> None:
+    """Version 2 turns the table's CHECK constraints (evaluated by every UPDATE, whatever it
+    changes) into domains (evaluated when a column is written): jobs stored under version 1 are
+    kept and claimable, and impossible scalars are still refused."""
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        await connection.execute("CREATE SCHEMA gaia_queue")
+        await connection.execute(
+            "CREATE TABLE gaia_queue.schema_migrations (version integer PRIMARY KEY,"
+            " description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        await connection.execute(render(MIGRATIONS[0].sql, "gaia_queue", "gaia_queue.claimable"))
+        await connection.execute(
+            "INSERT INTO gaia_queue.schema_migrations (version, description) VALUES (1, 'v1')"
+        )
+    finally:
+        await connection.close()
+    job = new_job("test.noop", {"kept": True})
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        columns = ", ".join(
+            name for name in ("id", "type", "status", "priority", "not_before", "attempts",
+                              "max_attempts", "lease_token", "timeout", "memory_mb",
+                              "correlation_id", "created_at", "updated_at")
+        )
+        await connection.execute(
+            f"INSERT INTO gaia_queue.jobs ({columns}, payload, metadata) VALUES ($1, $2,"
+            " 'queued', 0, $3, 0, 3, 0, 60, 0, $4, $3, $3, '{\"kept\": true}', '{}')",
+            job.id, job.type, job.created_at, job.correlation_id,
+        )
+    finally:
+        await connection.close()
+    queue = await open_queue(postgres_url)
+    try:
+        assert await recorded_versions(postgres_url) == [m.version for m in MIGRATIONS]
+        lease = await queue.claim("w1")
+        assert lease is not None and lease.job_id == job.id and lease.job.payload == {"kept": True}
+        connection = await asyncpg.connect(postgres_url)
+        try:
+            checks = await connection.fetchval(
+                "SELECT count(*) FROM pg_constraint"
+                " WHERE conrelid = 'gaia_queue.jobs'::regclass AND contype = 'c'"
+            )
+            assert checks == 0, "no CHECK constraint left for every UPDATE to evaluate"
+            with pytest.raises(asyncpg.CheckViolationError):
+                await connection.execute(
+                    "UPDATE gaia_queue.jobs SET type = 'Bad Type' WHERE id = $1", job.id
+                )
+        finally:
+            await connection.close()
+    finally:
+        await queue.close()
