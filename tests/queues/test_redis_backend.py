@@ -20,7 +20,9 @@ from gaia.validator.core import (
 )
 from gaia.validator.queues import open_queue
 from gaia.validator.queues.redis import RedisQueue
+from gaia.validator.queues.redis.pipelining import no_arguments
 from gaia.validator.queues.redis.queue import ENQUEUE_CHUNK
+from gaia.validator.queues.redis.records import enqueue_arguments
 
 Opener = Callable[..., Awaitable[RedisQueue]]
 
@@ -72,7 +74,7 @@ async def test_claim_many_takes_jobs_in_claim_order(open_redis: Opener, clock: F
     assert stored is not None and stored.status is JobStatus.RUNNING and stored.attempts == 1
 
 
-async def test_concurrent_single_claims_share_a_script_call(
+async def test_concurrent_single_claims_share_a_function_call(
     open_redis: Opener, clock: FakeClock
 ) -> None:
     queue = await open_redis()
@@ -81,7 +83,7 @@ async def test_concurrent_single_claims_share_a_script_call(
     await command(queue, "CONFIG", "RESETSTAT")
     leases = await asyncio.gather(*(queue.claim(f"w{n}") for n in range(5)))
     stats = await command(queue, "INFO", "commandstats")
-    assert isinstance(stats, dict) and stats["cmdstat_evalsha"]["calls"] == 1
+    assert isinstance(stats, dict) and stats["cmdstat_fcall"]["calls"] == 1
     assert [lease.job_id if lease else None for lease in leases] == [
         *(job.id for job in jobs),
         None,
@@ -93,13 +95,17 @@ async def test_concurrent_single_claims_share_a_script_call(
         assert stored is not None and stored.worker_id == f"w{n}"
 
 
-async def test_unreadable_lifecycle_field_is_dead_lettered_by_the_claim_script(
+async def test_unreadable_lifecycle_field_is_dead_lettered_by_the_claim_function(
     open_redis: Opener, clock: FakeClock
 ) -> None:
     queue = await open_redis()
     bad = await queue.enqueue(new_job("test.noop", {}, now=clock() - 1))
     good = await queue.enqueue(new_job("test.noop", {}, now=clock()))
-    await command(queue, "HSET", queue.keys.job(bad.id), "attempts", "many")
+    state = await command(queue, "HGET", queue.keys.job(bad.id), "state")
+    assert isinstance(state, bytes)
+    words = state.split(b" ")
+    words[1] = b"many"  # the attempt count
+    await command(queue, "HSET", queue.keys.job(bad.id), "state", b" ".join(words).decode())
     lease = await queue.claim("w")
     assert lease is not None and lease.job_id == good.id
     dead = await queue.get(bad.id)
@@ -108,6 +114,8 @@ async def test_unreadable_lifecycle_field_is_dead_lettered_by_the_claim_script(
     assert dead.error.kind == "corrupt_record"
     kept = await command(queue, "HGET", queue.keys.job(bad.id), "corrupt_spec")
     assert isinstance(kept, bytes) and bad.id.encode() in kept, "the original bytes are kept"
+    kept_state = await command(queue, "HGET", queue.keys.job(bad.id), "corrupt_state")
+    assert isinstance(kept_state, bytes) and b" many " in kept_state
 
 
 async def test_record_that_fails_the_codec_is_dead_lettered_by_the_client(
@@ -189,16 +197,15 @@ async def test_steps_resent_after_a_lost_reply_are_not_applied_twice(
     queue = await open_redis()
     job = new_job("test.noop", {}, now=clock())
 
-    async def run(name: str, *arguments: str, resent: bool) -> object:
-        prefix = [queue.keys.prefix, repr(clock()), "1" if resent else "0", "", "", "", ""]
-        return await queue._link.script(name, lambda _: [*prefix, *arguments])
+    async def resend(step: str, *item: str) -> object:
+        """``item`` sent to function ``step`` marked as a re-send after a lost reply."""
+        entry, _ = await queue._link._calls.batched(step, None, no_arguments, item, True)
+        return entry
 
     await queue.enqueue(job)
     with pytest.raises(ValueError, match="already exists"):
         await queue.enqueue(job)
-    from gaia.validator.queues.redis.records import enqueue_fields
-
-    again = await run("enqueue", "1", *enqueue_fields(job), resent=True)
+    again = await resend("enqueue", "1", *enqueue_arguments(job))
     assert isinstance(again, list) and again[0] != 0, "the stored job is returned"
     assert (await queue.stats()).total(JobStatus.QUEUED) == 1
     lease = await queue.claim("w")
@@ -206,7 +213,8 @@ async def test_steps_resent_after_a_lost_reply_are_not_applied_twice(
     await queue.complete(lease, "once")
     with pytest.raises(LeaseLost):
         await queue.complete(lease, "twice")
-    await run("complete", lease.job_id, str(lease.token), '"twice"', resent=True)
+    whole = await resend("complete", lease.job_id, str(lease.token), '"twice"')
+    assert isinstance(whole, list) and b'"once"' in whole, "the stored record is returned"
     stored = await queue.get(job.id)
     assert stored is not None and stored.result == "once"
 
@@ -271,9 +279,9 @@ async def test_idle_waiting_claimer_does_not_poll(open_redis: Opener) -> None:
     assert await queue.claim("w", wait=1.0) is None
     stats = await command(queue, "INFO", "commandstats")
     assert isinstance(stats, dict)
-    scripts = stats.get("cmdstat_evalsha", {}).get("calls", 0)
+    calls = stats.get("cmdstat_fcall", {}).get("calls", 0)
     waits = stats.get("cmdstat_blpop", {}).get("calls", 0)
-    assert scripts <= 3 and 1 <= waits <= 2, stats
+    assert calls <= 3 and 1 <= waits <= 2, stats
 
 
 async def test_claimer_wakes_on_an_enqueue_by_another_client(

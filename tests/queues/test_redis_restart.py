@@ -46,7 +46,7 @@ async def test_jobs_survive_a_restart_and_the_queue_keeps_working(
     running = await queue.claim("w", lease_seconds=300)
     assert running is not None
     await in_thread(server.restart)  # type: ignore[attr-defined]
-    # Same queue object: it reconnects, and reloads its scripts (the cache is empty now).
+    # Same queue object: it reconnects (the functions came back with the AOF).
     await queue.complete(running, "after restart")
     claimed = {running.job_id}
     while (lease := await queue.claim("w")) is not None:

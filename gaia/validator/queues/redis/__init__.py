@@ -1,11 +1,15 @@
-"""``redis://host:port/db?queue=NAME``: the queue on Redis (needs the ``[redis]`` extra).
+"""``redis://host:port/db?queue=NAME``: the queue on Redis (needs the ``[redis]`` extra and a
+server of Redis 7.0 or later).
 
 Every lifecycle step (enqueue, claim, heartbeat, complete, retry, fail, release, cancel,
-requeue, reap) is one Lua script, so it is atomic on the server. Due jobs wait in a sorted set
-per job type, delayed and retry-scheduled ones in another, scored by due time, which the claim
-script promotes. Waiting claimers block in BLPOP on wake-up lists that enqueue, retry, release,
-requeue and reap push to. Script calls made in the same event-loop turn share one pipeline;
-``RedisQueue.claim_many`` claims several jobs in one call. Key layout: :mod:`.keys`; options:
+requeue, reap) is one function of a Lua library loaded with FUNCTION LOAD (:mod:`.scripts`),
+so it is atomic on the server. Due jobs wait in a sorted set per job type, delayed and
+retry-scheduled ones in another, scored by due time, which the claim function promotes. Waiting
+claimers block in BLPOP on wake-up lists that enqueue, retry, release, requeue and reap push to.
+The calls made in one event-loop turn share one pipeline, and calls of the same step share one
+function call (ten slots completing at once cost the server one call); ``claim_many`` claims
+several jobs at once (:mod:`.pipelining`). Key layout and stored format: :mod:`.keys` (a queue
+whose keys hold another format is refused with a clear error, not migrated); options:
 :mod:`.options`. Times come from the client's clock: keep machines NTP-synced (skew well below
 the lease length).
 
@@ -14,7 +18,7 @@ again, marked as a re-send, so a step whose reply was lost is not applied twice.
 time, not work: a claim whose reply is lost leaves its job running under a lease nobody holds,
 until the reaper reclaims it (counted as an attempt).
 
-Durability is the server's AOF setting (each script's writes enter the AOF as one MULTI/EXEC,
+Durability is the server's AOF setting (each function call's writes enter the AOF as one MULTI/EXEC,
 so a restart never replays half a step):
 
 - ``appendonly yes`` + ``appendfsync always``: fsynced before the reply; an acknowledged enqueue
@@ -51,10 +55,10 @@ async def open_redis_queue(url: str, *, clock: Callable[[], float] = time.time) 
     """Connect to the server in ``url`` (waiting up to ``retry_for`` s for it to answer)."""
     options = parse_redis_url(url)
     shown = display_url(url)
-    link = RedisLink(options, shown)
+    link = RedisLink(options, shown, clock)
     try:
         await link.command("PING")
-        await link.reconnecting(lambda resent: link.load_scripts())
+        await link.reconnecting(lambda resent: link.load_functions())
         await _warn_unless_appendonly(link, shown)
     except BaseException:
         await link.close()

@@ -1,12 +1,12 @@
-"""Connections to the Redis server: script calls with reconnect-and-backoff, and blocking waits.
+"""Connections to the Redis server: function calls with reconnect-and-backoff, blocking waits.
 
-Two clients share the URL: one for commands and scripts (each call borrows a pooled
+Two clients share the URL: one for commands and function calls (each pipeline borrows a pooled
 connection), one for the blocking BLPOP of waiting claimers, so an idle claimer never holds a
 connection the others need. redis-py's own retry is off: this module decides what is re-sent,
-and tells each script when a call is a re-send after a lost reply (the script then accepts
+and tells each function when a call is a re-send after a lost reply (the function then accepts
 finding its step already applied), so reconnecting never applies a step twice.
 
-Script calls are pipelined automatically (:mod:`.pipelining`).
+Function calls are batched and pipelined automatically (:mod:`.pipelining`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from typing import TypeVar
 
 from redis.asyncio import Redis
@@ -32,9 +32,16 @@ from gaia.validator.core.errors import (
     QueueClosed,
 )
 from gaia.validator.core.status import JobStatus, check_transition
-from gaia.validator.queues.redis.options import RedisOptions
-from gaia.validator.queues.redis.pipelining import Reply, ScriptPipeline
-from gaia.validator.queues.redis.scripts import SCRIPTS
+from gaia.validator.queues.redis.keys import STORED_FORMAT, StoredFormatError
+from gaia.validator.queues.redis.options import RedisOptions, expire_seconds
+from gaia.validator.queues.redis.pipelining import (
+    FunctionCalls,
+    GroupArguments,
+    Ran,
+    Reply,
+    no_arguments,
+)
+from gaia.validator.queues.redis.records import number_text
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +53,20 @@ SHORTEST_BLOCK = 0.01  # BLPOP's timeout 0 means "forever": never round a short 
 
 
 class RedisLink:
-    """The queue's two clients and its registered scripts."""
+    """The queue's two clients and its function calls."""
 
-    def __init__(self, options: RedisOptions, display: str) -> None:
+    def __init__(self, options: RedisOptions, display: str, clock: Callable[[], float]) -> None:
         self._display = display
         self._retry_for = options.retry_for
         self._client = _connect(options, socket_timeout=options.timeout)
         self._waiter = _connect(options, socket_timeout=None)
-        self._scripts = ScriptPipeline(self._client, SCRIPTS, translate)
+        self._retention = [
+            (ttl, "" if ttl is None else str(expire_seconds(ttl)))
+            for ttl in (options.result_ttl, options.dead_ttl)
+        ]
+        self._calls = FunctionCalls(
+            self._client, options.keys.prefix, self._header, clock, translate
+        )
         self._closed = False
 
     @property
@@ -64,27 +77,51 @@ class RedisLink:
         if self._closed:
             raise QueueClosed(f"queue {self._display} is closed")
 
-    async def load_scripts(self) -> None:
-        """SCRIPT LOAD every script (the server's script cache does not survive a restart)."""
-        await self._scripts.load()
+    def _header(self, now: float, resent: bool) -> list[str]:
+        """The arguments every function starts with (see :mod:`.scripts`)."""
+        header = [number_text(now), "1" if resent else "0"]
+        for ttl, expire in self._retention:
+            header += ["", ""] if ttl is None else [number_text(now + ttl), expire]
+        return header
 
-    async def script(self, name: str, arguments: Callable[[bool], Sequence[str]]) -> Reply:
-        """Run script ``name`` with ``arguments(resent)``; translate its error replies."""
+    async def load_functions(self) -> None:
+        """Load the library of queue functions, then check the queue's stored format."""
+        try:
+            await self._calls.load()
+        except ResponseError as error:
+            if "unknown command" in str(error).lower():
+                raise RuntimeError(
+                    f"redis queue {self._display}: the server has no FUNCTION command; the "
+                    f"queue needs Redis 7.0 or later ({error})"
+                ) from None
+            raise
+        try:
+            reply, _ = await self.single("check_format", no_arguments)
+        except StoredFormatError as error:
+            raise StoredFormatError(f"redis queue {self._display}: {error}") from None
+        if reply != STORED_FORMAT.encode():
+            raise RuntimeError(f"redis queue {self._display}: format check replied {reply!r}")
 
-        async def run(resent: bool) -> Reply:
-            return await self._scripts.call(name, arguments(resent))
+    async def batched(
+        self,
+        step: str,
+        item: Sequence[str],
+        *,
+        group: Hashable = None,
+        group_arguments: GroupArguments = no_arguments,
+    ) -> Ran:
+        """Run ``item`` through function ``step`` in this turn's call for ``group``."""
+        return await self.reconnecting(
+            lambda resent: self._calls.batched(step, group, group_arguments, item, resent)
+        )
 
-        return await self.reconnecting(run)
+    async def single(self, step: str, arguments: GroupArguments) -> Ran:
+        """A call of function ``step`` with ``arguments(now)``."""
+        return await self.reconnecting(lambda resent: self._calls.single(step, arguments, resent))
 
-    async def script_stream(
-        self, name: str, calls: Callable[[bool], Iterable[Sequence[str]]]
-    ) -> list[Reply]:
-        """Calls of script ``name`` built lazily by ``calls(resent)``, streamed in order."""
-
-        async def run(resent: bool) -> list[Reply]:
-            return await self._scripts.stream(name, lambda: calls(resent))
-
-        return await self.reconnecting(run)
+    async def stream(self, step: str, calls: Callable[[], Iterable[Sequence[str]]]) -> list[Ran]:
+        """Calls of function ``step`` built lazily by ``calls()``, streamed in order."""
+        return await self.reconnecting(lambda resent: self._calls.stream(step, calls(), resent))
 
     async def command(self, *words: str) -> Reply:
         """A plain (idempotent) command, re-sent after reconnecting if need be."""
@@ -162,6 +199,12 @@ def translate(error: ResponseError) -> Exception:
         return InvalidTransition(detail)
     if code == "DUPLICATE_ID":
         return ValueError(detail)
+    if code == "FORMAT":
+        return StoredFormatError(
+            f"the queue's keys hold stored format {detail}, this code reads format "
+            f"{STORED_FORMAT}; drain the queue with the version that wrote it, or delete its "
+            f"keys (see gaia.validator.queues.redis.keys)"
+        )
     if code == "INVALID_TRANSITION":
         current, _, target = detail.partition(" ")
         try:

@@ -8,6 +8,7 @@ tests.
 ==============================  ======  ===========================================================
 key (after the prefix)          type    content
 ==============================  ======  ===========================================================
+``format``                      string  the stored format of the queue (:data:`STORED_FORMAT`)
 ``job:<id>``                    hash    the job record (see :mod:`.records`)
 ``ready:<type>``                zset    due jobs; score ``-priority``, member ``order_member``
 ``delayed:<type>``              zset    queued or retry-scheduled jobs not yet due; score not_before
@@ -24,6 +25,12 @@ key (after the prefix)          type    content
 Each job is in exactly one of the status sets (``idx``, ``leases``, ``done``), so counts by type
 and status are their sizes, and each step moves a job between two of them.
 
+Stored formats: 1 (before ``format`` existed) kept the whole record as JSON in ``spec``; 2 keeps
+only the fields no step changes there (see :mod:`.records`). Opening a queue whose keys hold
+another format fails with :class:`StoredFormatError` rather than misreading them: drain such a
+queue with the version that wrote it, or delete its keys (``gaia:{<name>}:*``). There is no
+automatic migration.
+
 Ready order: members of equal score (equal priority) sort lexicographically, so the member
 ``<not_before in microseconds, 17 digits>:<sequence, 15 digits>:<id>`` orders by due time, then
 enqueue order. Due times are compared to the microsecond.
@@ -34,6 +41,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gaia.validator.core.errors import GaiaError
+
+STORED_FORMAT = "2"
 QUEUE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 KEY_ROOT = "gaia"
 
@@ -77,6 +87,10 @@ class QueueKeys:
         return f"{self.prefix}wake" if job_type is None else f"{self.prefix}wake:{job_type}"
 
     @property
+    def format(self) -> str:
+        return f"{self.prefix}format"
+
+    @property
     def dedupe(self) -> str:
         return f"{self.prefix}dedupe"
 
@@ -88,3 +102,7 @@ class QueueKeys:
     def pattern(self) -> str:
         """A SCAN pattern matching every key of this queue."""
         return f"{self.prefix}*"
+
+
+class StoredFormatError(GaiaError):
+    """The queue's keys were written in another stored format than this code reads."""

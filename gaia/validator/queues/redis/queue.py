@@ -1,11 +1,14 @@
-"""RedisQueue: the Queue contract on Redis, one atomic Lua script per lifecycle step."""
+"""RedisQueue: the Queue contract on Redis, one atomic Lua function per lifecycle step."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
+
+from redis.exceptions import ResponseError
 
 from gaia.validator.core import lifecycle
 from gaia.validator.core.errors import CorruptJob, InvalidTransition, LeaseLost
@@ -13,14 +16,13 @@ from gaia.validator.core.job import Job, JobError, Progress
 from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.queue import Lease, Queue, QueueStats
 from gaia.validator.core.status import JobStatus
-from gaia.validator.queues.redis.claiming import ClaimBatcher, split_claim_reply
-from gaia.validator.queues.redis.connection import RedisLink
-from gaia.validator.queues.redis.options import RedisOptions, expire_seconds
-from gaia.validator.queues.redis.pipelining import Reply
+from gaia.validator.queues.redis.connection import RedisLink, translate
+from gaia.validator.queues.redis.options import RedisOptions
 from gaia.validator.queues.redis.records import (
-    decode_changes,
+    decode_claimed,
     decode_hash,
-    enqueue_fields,
+    decode_settled,
+    enqueue_arguments,
     error_text,
     json_text,
     number_text,
@@ -29,8 +31,9 @@ from gaia.validator.queues.redis.records import (
 
 log = logging.getLogger(__name__)
 
-ENQUEUE_CHUNK = 250  # jobs per enqueue script call: the next chunk is packed while one runs
-REAP_LIMIT = 1_000  # expired leases / purges handled per set and reap script call
+ENQUEUE_CHUNK = 250  # jobs per enqueue call of a large batch: the next is packed while one runs
+REAP_LIMIT = 1_000  # expired leases / purges handled per set and reap call
+CLAIMED_WIDTH = 4  # values per job in a claim entry: id, spec, state, error
 STATUS_ORDER = (
     JobStatus.QUEUED,
     JobStatus.RUNNING,
@@ -38,8 +41,9 @@ STATUS_ORDER = (
     JobStatus.RETRY_SCHEDULED,
     JobStatus.DEAD,
     JobStatus.CANCELLED,
-)  # the order of STATUSES in the Lua prelude
+)  # the order of STATUSES in the Lua library
 _EXHAUSTED = error_text(JobError("no attempt left", kind=lifecycle.EXHAUSTED))
+_AS_IS = (type(None), str, int, bool, float)  # results whose JSON round trip is the identity
 
 
 class RedisQueue(Queue):
@@ -53,53 +57,27 @@ class RedisQueue(Queue):
         self.keys = options.keys
         self._link = link
         self._clock = clock
-        self._claims = ClaimBatcher(self._claim_script)
-        dead_ttl = options.dead_ttl
-        self._retention = [
-            (options.result_ttl, str(expire_seconds(options.result_ttl))),
-            (dead_ttl, "" if dead_ttl is None else str(expire_seconds(dead_ttl))),
-        ]
 
-    # -- calling scripts -------------------------------------------------------------------
-    async def _run(self, name: str, *arguments: str) -> Reply:
-        return await self._run_at(name, lambda now: arguments)
-
-    async def _run_at(self, name: str, arguments: Callable[[float], Sequence[str]]) -> Reply:
-        """Run script ``name``; ``arguments(now)`` gives its own arguments for the call's time."""
-
-        def with_header(resent: bool) -> list[str]:
-            now = self._clock()
-            return [*self._header(resent, now), *arguments(now)]
-
-        return await self._link.script(name, with_header)
-
-    def _header(self, resent: bool, now: float | None = None) -> list[str]:
-        """The arguments every script starts with (see :mod:`.scripts`)."""
-        now = self._clock() if now is None else now
-        header = [self.keys.prefix, number_text(now), "1" if resent else "0"]
-        for ttl, expire in self._retention:
-            header += ["", ""] if ttl is None else [number_text(now + ttl), expire]
-        return header
-
-    async def _job(self, name: str, *arguments: str) -> Job:
-        reply = await self._run(name, *arguments)
+    async def _job(self, step: str, *arguments: str) -> Job:
+        reply, _ = await self._link.single(step, lambda now: arguments)
         assert isinstance(reply, list)
         return decode_hash(pairs(reply))
 
-    async def _settle(self, name: str, lease: Lease, *arguments: str) -> Job:
-        reply = await self._run(name, lease.job_id, str(lease.token), *arguments)
-        assert isinstance(reply, list)
-        return decode_changes(lease.job, reply)
+    async def _settle(self, step: str, lease: Lease, *arguments: str) -> Job:
+        entry, _ = await self._link.batched(step, [lease.job_id, str(lease.token), *arguments])
+        assert isinstance(entry, list)
+        return decode_settled(lease.job, entry)
 
     # -- writing ---------------------------------------------------------------------------
     async def enqueue(self, job: Job) -> Job:
         return (await self.enqueue_many([job]))[0]
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[Job]:
-        """Store ``jobs`` in chunks of ENQUEUE_CHUNK, one script call each, streamed in order.
+        """Store ``jobs``: up to ENQUEUE_CHUNK in one call (shared with other callers of the
+        same event-loop turn), more in calls of ENQUEUE_CHUNK streamed in order.
 
-        Ids already stored refuse the whole batch before anything is written (checked up front
-        for a batch of several chunks, and again by each chunk's script).
+        A batch of one call is all or nothing. For a larger batch, ids already stored refuse the
+        whole batch before anything is written (checked up front, and again by each call).
         """
         self._link.check_open()
         seen: set[str] = set()
@@ -111,27 +89,29 @@ class RedisQueue(Queue):
             seen.add(job.id)
         if not jobs:
             return []
-
-        def fields(chunk: Sequence[Job]) -> list[str]:
-            arguments = [str(len(chunk))]
-            for job in chunk:
-                arguments += enqueue_fields(job)
-            return arguments
-
-        def calls(resent: bool) -> Iterator[list[str]]:
-            for start in range(0, len(jobs), ENQUEUE_CHUNK):
-                yield [*self._header(resent), *fields(jobs[start : start + ENQUEUE_CHUNK])]
-
-        if len(jobs) <= ENQUEUE_CHUNK:  # one call: it may share a pipeline with others
-            replies = [await self._run("enqueue", *fields(jobs))]
+        if len(jobs) <= ENQUEUE_CHUNK:
+            entry, _ = await self._link.batched("enqueue", _group(jobs))
+            entries = [entry]
         else:
             await self._refuse_existing(jobs)
-            replies = await self._link.script_stream("enqueue", calls)
+
+            def calls() -> Iterator[list[str]]:
+                for start in range(0, len(jobs), ENQUEUE_CHUNK):
+                    yield ["1", *_group(jobs[start : start + ENQUEUE_CHUNK])]
+
+            entries = []
+            for reply, _ in await self._link.stream("enqueue", calls):
+                if isinstance(reply, ResponseError):
+                    raise translate(reply)
+                assert isinstance(reply, list)
+                entries.append(reply[0])
         stored: list[Job] = []
-        for reply in replies:
-            assert isinstance(reply, list)
-            for entry in reply:
-                stored.append(jobs[len(stored)] if entry == 0 else decode_hash(pairs(entry)))
+        for entry in entries:
+            if isinstance(entry, ResponseError):
+                raise translate(entry)
+            assert isinstance(entry, list)
+            for one in entry:
+                stored.append(jobs[len(stored)] if one == 0 else decode_hash(pairs(one)))
         assert len(stored) == len(jobs)
         return stored
 
@@ -165,9 +145,11 @@ class RedisQueue(Queue):
         lease_seconds: float = 30.0,
         wait: float = 0.0,
     ) -> list[Lease]:
-        """Claim up to ``count`` due jobs in claim order in one script call (Redis only).
+        """Claim up to ``count`` due jobs in claim order in one function call.
 
-        Waits up to ``wait`` seconds for the first; returns as soon as any could be claimed.
+        Claims made in the same event-loop turn with the same types and lease length share one
+        call, served in the order they were made. Waits up to ``wait`` seconds for the first
+        job; returns as soon as any could be claimed.
         """
         self._link.check_open()
         if not worker_id:
@@ -176,13 +158,13 @@ class RedisQueue(Queue):
             raise ValueError(f"count must be >= 1, got {count}")
         if not lease_seconds > 0:
             raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
-        subscribed = None if types is None else sorted(set(types))
+        subscribed = None if types is None else tuple(sorted(set(types)))
         if subscribed is not None and not subscribed:
             raise ValueError("types must name at least one job type, or be None for every type")
         deadline = time.monotonic() + max(0.0, wait)
         while True:
             leases, next_due = await self._claim_now(
-                worker_id, count, subscribed or [], lease_seconds
+                worker_id, count, subscribed or (), lease_seconds
             )
             if leases or self._link.closed:
                 return leases
@@ -196,58 +178,56 @@ class RedisQueue(Queue):
             if self._link.closed:
                 return []  # closed while waiting: the claim ends empty
 
-    def _wake_keys(self, types: list[str] | None) -> list[str]:
+    def _wake_keys(self, types: tuple[str, ...] | None) -> list[str]:
         if types is None:
             return [self.keys.wake(None)]
         return [self.keys.wake(job_type) for job_type in types]
 
     async def _claim_now(
-        self, worker_id: str, count: int, types: list[str], lease_seconds: float
+        self, worker_id: str, count: int, types: tuple[str, ...], lease_seconds: float
     ) -> tuple[list[Lease], float | None]:
-        """Leases claimed now, and the due time of the next delayed job when none was.
+        """Leases claimed now, and the due time of the next delayed job when none was."""
 
-        A single claim joins the other single claims of this event-loop turn (see
-        :mod:`.claiming`); a claim of several jobs is a script call of its own.
-        """
+        def group_arguments(now: float) -> list[str]:
+            return [number_text(now + lease_seconds), str(len(types)), *types]
+
         while True:
-            if count == 1:
-                mine, next_due = await self._claims.claim(worker_id, types, lease_seconds)
-                claimed = [] if mine is None else [mine]
-            else:
-                reply = await self._claim_script([worker_id] * count, types, lease_seconds)
-                next_due, claimed = split_claim_reply(reply)
+            entry, now = await self._link.batched(
+                "claim",
+                [worker_id, str(count)],
+                group=(types, lease_seconds),
+                group_arguments=group_arguments,
+            )
+            assert isinstance(entry, list)
+            next_due = float(entry[0]) if entry[0] else None
+            expires = now + lease_seconds
             leases: list[Lease] = []
-            for job_id, flat in claimed:
-                lease = await self._lease_or_bury(job_id, pairs(flat))
-                if lease is not None:
-                    leases.append(lease)
-            if leases or not claimed:
+            buried = 0
+            for at in range(1, len(entry), CLAIMED_WIDTH):
+                job_id, spec, state, error = entry[at : at + CLAIMED_WIDTH]
+                job_id = job_id.decode()
+                try:
+                    job = decode_claimed(job_id, spec, state, error)
+                except CorruptJob as exc:
+                    await self._bury(job_id, state, exc)
+                    buried += 1
+                    continue
+                leases.append(Lease(job, job.lease_token, worker_id, expires))
+            if leases or not buried:
                 return leases, next_due
             # Every claimed record was undecodable and is now dead-lettered: try again.
 
-    async def _claim_script(
-        self, workers: Sequence[str], types: Sequence[str], lease_seconds: float
-    ) -> Reply:
-        return await self._run_at(
-            "claim",
-            lambda now: [number_text(now + lease_seconds), str(len(workers)), *workers, *types],
-        )
-
-    async def _lease_or_bury(self, job_id: str, fields: dict[bytes, bytes]) -> Lease | None:
-        try:
-            job = decode_hash(fields)
-            if job.id != job_id:
-                raise CorruptJob(f"job record under id {job_id} carries id {job.id!r}")
-        except CorruptJob as exc:
-            message = str(exc)
-            if "invalid" not in message.lower():
-                message = f"job record is invalid: {message}"
-            log.error("redis queue %s: dead-lettering job %s: %s", self.url, job_id, message)
-            token = fields.get(b"lease_token", b"0").decode()
-            with contextlib.suppress(LeaseLost):  # reclaimed or cancelled meanwhile
-                await self._run("bury", job_id, token, message)
-            return None
-        return lifecycle.lease_for(job)
+    async def _bury(self, job_id: str, state: bytes, error: CorruptJob) -> None:
+        """Dead-letter a claimed job the client could not decode (its lease token is the third
+        word of its state line)."""
+        message = str(error)
+        if "invalid" not in message.lower():
+            message = f"job record is invalid: {message}"
+        log.error("redis queue %s: dead-lettering job %s: %s", self.url, job_id, message)
+        words = state.split(b" ", 3)
+        token = words[2].decode(errors="replace") if len(words) > 2 else "0"
+        with contextlib.suppress(LeaseLost):  # reclaimed or cancelled meanwhile
+            await self._link.single("bury_job", lambda now: (job_id, token, message))
 
     # -- settling --------------------------------------------------------------------------
     async def heartbeat(
@@ -262,15 +242,21 @@ class RedisQueue(Queue):
                 {"done": progress.done, "total": progress.total, "message": progress.message}
             )
         )
-        job = await self._run_at(
+        entry, _ = await self._link.batched(
             "heartbeat",
-            lambda now: [lease.job_id, str(lease.token), number_text(now + lease_seconds), shown],
+            [lease.job_id, str(lease.token), shown],
+            group=lease_seconds,
+            group_arguments=lambda now: [number_text(now + lease_seconds)],
         )
-        assert isinstance(job, list)
-        return lifecycle.lease_for(decode_changes(lease.job, job))
+        assert isinstance(entry, list)
+        return lifecycle.lease_for(decode_settled(lease.job, entry))
 
     async def complete(self, lease: Lease, result: JSONValue = None) -> Job:
-        return await self._settle("complete", lease, json_text(result))
+        text = json_text(result)
+        entry, _ = await self._link.batched("complete", [lease.job_id, str(lease.token), text])
+        assert isinstance(entry, list)
+        stored = result if type(result) in _AS_IS else json.loads(text)
+        return decode_settled(lease.job, entry, {"result": stored})
 
     async def retry(
         self, lease: Lease, *, at: float, error: JobError | None = None, count_attempt: bool = True
@@ -308,16 +294,14 @@ class RedisQueue(Queue):
     ) -> list[Job]:
         if limit < 1:
             return []
-        reply = await self._run(
-            "list", "" if status is None else status.value, type or "", str(limit)
-        )
+        arguments = ("" if status is None else status.value, type or "", str(limit))
+        reply, _ = await self._link.single("list", lambda now: arguments)
         assert isinstance(reply, list)
         return [decode_hash(pairs(flat)) for flat in reply[1::2]]
 
     async def stats(self) -> QueueStats:
-        reply = await self._run("stats")
+        reply, now = await self._link.single("stats", lambda now: ())
         assert isinstance(reply, list)
-        now = self._clock()
         counts: dict[str, dict[JobStatus, int]] = {}
         for row in reply[2:]:
             by_status = {
@@ -331,7 +315,7 @@ class RedisQueue(Queue):
     async def reap(self) -> int:
         reclaimed = 0
         while True:
-            reply = await self._run("reap", str(REAP_LIMIT))
+            reply, _ = await self._link.single("reap", lambda now: (str(REAP_LIMIT),))
             assert isinstance(reply, list)
             reclaimed += int(reply[0])
             if not int(reply[1]):
@@ -339,3 +323,11 @@ class RedisQueue(Queue):
 
     async def close(self) -> None:
         await self._link.close()
+
+
+def _group(jobs: Sequence[Job]) -> list[str]:
+    """The enqueue function's arguments for one all-or-nothing group of jobs."""
+    arguments = [str(len(jobs))]
+    for job in jobs:
+        arguments += enqueue_arguments(job)
+    return arguments

@@ -1,92 +1,70 @@
-"""A job record as a Redis hash, and back.
+"""A job record as a Redis hash (stored format 2), and back.
 
-The hash holds ``spec``, the whole record as JSON at enqueue time (the core codec's record), and
-*overlay* fields: the ones the Lua scripts read or change, stored as plain text so a script
-never has to re-encode JSON (Redis's cjson would round floats to 14 digits and turn ``[]`` into
-``{}``). Decoding takes ``spec`` and lays the overlay fields over it. An empty overlay value means
-null. Floats are written by Python's ``repr`` and copied verbatim by the scripts, so they survive
-exactly.
+Fields of the hash ``job:<id>``:
+
+- ``spec``: JSON of the fields no step changes (id, payload, metadata, dedupe_key, timeout,
+  memory_mb, correlation_id, created_at), and of the enqueue-time ``error``, ``result`` and
+  ``progress`` when not null;
+- ``state``: the small fields that change, as one line of text, space-separated, in the order of
+  :data:`STATE_FIELDS`: times are exact float text (Python's ``repr``, copied verbatim by the Lua
+  functions, so they survive exactly; empty = null), ``dedupe`` is 1 when the job holds its
+  dedupe key, and ``worker_id``, the only free text, is the rest of the line (empty = null).
+  A step reads and writes this one field instead of a dozen: the functions' cost is mostly per
+  argument and per reply value;
+- ``error``, ``result``, ``progress``: JSON once a step set them (empty = null; absent = the
+  value in ``spec``); ``dedupe``: the dedupe key, for the functions; ``corrupt_spec`` /
+  ``corrupt_state``: the original bytes of a record that was dead-lettered as undecodable.
+
+No value is ever re-encoded by Lua (Redis's cjson would round floats to 14 digits and turn
+``[]`` into ``{}``). Decoding is strict: a field of the wrong type raises :class:`CorruptJob`
+naming it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 
-from gaia.validator.core.codec import encode_job, error_to_record, job_from_record
+from gaia.validator.core.codec import error_to_record, progress_to_record
 from gaia.validator.core.errors import CorruptJob
 from gaia.validator.core.job import Job, JobError, Progress
 from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.status import JobStatus
 
-
-def _integer(text: str) -> JSONValue:
-    return int(text)
-
-
-def _number(text: str) -> JSONValue:
-    return None if text == "" else float(text)
-
-
-def _text(text: str) -> JSONValue:
-    return None if text == "" else text
-
-
-def _json(text: str) -> JSONValue:
-    decoded: JSONValue = None if text == "" else json.loads(text)
-    return decoded
-
-
-# hash field -> (record field, parser of the stored text)
-OVERLAY: dict[str, tuple[str, Callable[[str], JSONValue]]] = {
-    "type": ("type", _text),
-    "status": ("status", _text),
-    "priority": ("priority", _integer),
-    "max_attempts": ("max_attempts", _integer),
-    "attempts": ("attempts", _integer),
-    "lease_token": ("lease_token", _integer),
-    "not_before": ("not_before", _number),
-    "updated_at": ("updated_at", _number),
-    "started_at": ("started_at", _number),
-    "finished_at": ("finished_at", _number),
-    "lease_expires_at": ("lease_expires_at", _number),
-    "worker_id": ("worker_id", _text),
-    "dedupe": ("dedupe_key", _text),
-    "error": ("error", _json),
-    "result": ("result", _json),
-    "progress": ("progress", _json),
-}
-_OVERLAY_BYTES = {name.encode(): entry for name, entry in OVERLAY.items()}
-FIELDS_PER_JOB = 9
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_encode = _ENCODER.encode
+_decode = json.loads
+_INF = float("inf")
+STATE_FIELDS = (
+    "status",
+    "attempts",
+    "lease_token",
+    "not_before",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "lease_expires_at",
+    "seq",
+    "type",
+    "priority",
+    "max_attempts",
+    "dedupe",
+    "worker_id",
+)
+"""The fields of the ``state`` line, in order (the Lua library reads the same layout)."""
 
 
 def number_text(value: float) -> str:
     """Exact text of a finite float (``repr`` round-trips); refuses NaN and infinities."""
-    if value != value or value in (float("inf"), float("-inf")):
+    if value != value or value == _INF or value == -_INF:
         raise ValueError(f"time {value!r} must be a finite number of seconds")
     return repr(float(value))
 
 
-def enqueue_fields(job: Job) -> list[str]:
-    """The FIELDS_PER_JOB arguments the enqueue script reads for one job, in its order."""
-    return [
-        job.id,
-        job.type,
-        str(job.priority),
-        str(job.max_attempts),
-        job.dedupe_key or "",
-        str(job.attempts),
-        str(job.lease_token),
-        number_text(job.not_before),
-        encode_job(job),
-    ]
-
-
 def json_text(value: JSONValue) -> str:
-    """Strict JSON (no NaN), for results, errors and progress written by the scripts."""
+    """Strict JSON (no NaN), for results, errors and progress written by the functions."""
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return _encode(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"value is not JSON-serialisable: {exc}") from None
 
@@ -95,90 +73,265 @@ def error_text(error: JobError | None) -> str:
     return "" if error is None else json_text(error_to_record(error))
 
 
+def _time(value: float | None) -> str:
+    return "" if value is None else repr(value)
+
+
+def enqueue_arguments(job: Job) -> list[str]:
+    """The arguments the enqueue function reads for one job (ENQUEUE_WIDTH), in its order: id,
+    type, ready score, not_before, dedupe key, spec, and the state line before and after seq."""
+    spec: dict[str, JSONValue] = {
+        "id": job.id,
+        "payload": job.payload,
+        "metadata": job.metadata,
+        "dedupe_key": job.dedupe_key,
+        "timeout": job.timeout,
+        "memory_mb": job.memory_mb,
+        "correlation_id": job.correlation_id,
+        "created_at": job.created_at,
+    }
+    if job.error is not None:
+        spec["error"] = error_to_record(job.error)
+    if job.result is not None:
+        spec["result"] = job.result
+    if job.progress is not None:
+        spec["progress"] = progress_to_record(job.progress)
+    try:
+        text = _encode(spec)
+        not_before = number_text(job.not_before)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"job {job.id} cannot be stored: {exc}") from None
+    worker = job.worker_id or ""
+    return [
+        job.id,
+        job.type,
+        str(-job.priority),
+        not_before,
+        job.dedupe_key or "",
+        text,
+        f"queued {job.attempts} {job.lease_token} {not_before} {job.updated_at!r} "
+        f"{_time(job.started_at)} {_time(job.finished_at)} {_time(job.lease_expires_at)}",
+        f"{job.type} {job.priority} {job.max_attempts} {0 if job.dedupe_key is None else 1} "
+        f"{worker}",
+    ]
+
+
 def pairs(flat: list[bytes]) -> dict[bytes, bytes]:
-    """``[k1, v1, k2, v2, ...]`` (a script's HGETALL) as a dict."""
+    """``[k1, v1, k2, v2, ...]`` (a function's HGETALL) as a dict."""
     return dict(zip(flat[0::2], flat[1::2], strict=True))
 
 
-def decode_changes(job: Job, flat: list[bytes]) -> Job:
-    """``job`` with the overlay fields a settling script returned (name, value, ...) laid on.
-
-    A settling step never changes ``spec``, and while a lease holds only the fields the step
-    wrote and those a heartbeat moves can differ from the lease's copy of the job; the script
-    returns just those, which keeps the hot path short.
-    """
-    changes: dict[str, object] = {}
-    try:
-        for name, raw in zip(flat[0::2], flat[1::2], strict=True):
-            field, parse = _OVERLAY_BYTES[name]
-            changes[field] = _AS_ATTRIBUTE.get(field, _same)(parse(raw.decode()))
-        return replace(job, **changes)  # type: ignore[arg-type]
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
-        raise CorruptJob(f"job record {job.id} returned by a script is invalid: {exc}") from None
+# -- decoding ------------------------------------------------------------------------------
+def _number(value: object, name: str) -> float:
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        return float(value)
+    raise CorruptJob(f"job record field {name!r} must be a number, got {value!r}")
 
 
-def _same(value: JSONValue) -> object:
+def _opt_number(value: object, name: str) -> float | None:
+    return None if value is None else _number(value, name)
+
+
+def _integer(value: object, name: str) -> int:
+    if type(value) is not int:
+        raise CorruptJob(f"job record field {name!r} must be an integer, got {value!r}")
     return value
 
 
-def _as_status(value: JSONValue) -> JobStatus:
-    if not isinstance(value, str):
-        raise ValueError(f"status must be a string, got {value!r}")
-    return JobStatus(value)
+def _text(value: object, name: str) -> str:
+    if type(value) is not str:
+        raise CorruptJob(f"job record field {name!r} must be a string, got {value!r}")
+    return value
 
 
-def _as_error(value: JSONValue) -> JobError | None:
+def _opt_text(value: object, name: str) -> str | None:
+    return None if value is None else _text(value, name)
+
+
+def _error(value: object) -> JobError | None:
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise ValueError(f"error must be an object, got {value!r}")
-    message, kind, trace = value["message"], value["kind"], value.get("traceback")
-    if not isinstance(message, str) or not isinstance(kind, str):
-        raise ValueError(f"error message and kind must be strings, got {value!r}")
-    if trace is not None and not isinstance(trace, str):
-        raise ValueError(f"error traceback must be a string, got {trace!r}")
-    return JobError(message, kind, trace)
+    if type(value) is not dict:
+        raise CorruptJob(f"job record field 'error' must be an object, got {value!r}")
+    trace = value.get("traceback")
+    return JobError(
+        _text(value.get("message"), "error.message"),
+        _text(value.get("kind"), "error.kind"),
+        None if trace is None else _text(trace, "error.traceback"),
+    )
 
 
-def _as_progress(value: JSONValue) -> Progress | None:
+def _progress(value: object) -> Progress | None:
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise ValueError(f"progress must be an object, got {value!r}")
-    done, total, message = value["done"], value.get("total"), value.get("message", "")
-    if not isinstance(done, int | float) or not isinstance(message, str):
-        raise ValueError(f"progress is invalid: {value!r}")
-    if total is not None and not isinstance(total, int | float):
-        raise ValueError(f"progress total must be a number, got {total!r}")
-    return Progress(float(done), None if total is None else float(total), message)
+    if type(value) is not dict:
+        raise CorruptJob(f"job record field 'progress' must be an object, got {value!r}")
+    return Progress(
+        _number(value.get("done"), "progress.done"),
+        _opt_number(value.get("total"), "progress.total"),
+        _text(value.get("message", ""), "progress.message"),
+    )
 
 
-_AS_ATTRIBUTE: dict[str, Callable[[JSONValue], object]] = {
-    "status": _as_status,
-    "error": _as_error,
-    "progress": _as_progress,
-}
-
-
-def decode_hash(fields: Mapping[bytes, bytes]) -> Job:
-    """The job stored in ``fields``; raise CorruptJob naming what is wrong."""
-    spec = fields.get(b"spec")
+def _spec(spec: bytes | None) -> dict[str, object]:
+    """The Job fields of a stored ``spec``."""
     if spec is None:
         raise CorruptJob("job record lacks its 'spec' field")
     try:
-        record = json.loads(spec)
+        r = _decode(spec)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CorruptJob(f"job record is not valid JSON: {exc}") from None
-    if not isinstance(record, dict):
-        raise CorruptJob(f"job record must be a JSON object, got {type(record).__name__}")
-    for name, (field, parse) in _OVERLAY_BYTES.items():
-        raw = fields.get(name)
-        if raw is None:
-            continue
-        try:
-            record[field] = parse(raw.decode())
-        except (ValueError, UnicodeDecodeError):
-            raise CorruptJob(
-                f"job record field {name.decode()!r} is invalid: {raw[:80]!r}"
-            ) from None
-    return job_from_record(record)
+    if type(r) is not dict:
+        raise CorruptJob(f"job record must be a JSON object, got {type(r).__name__}")
+    get = r.get
+    try:
+        payload, metadata = r["payload"], r["metadata"]
+        if type(payload) is not dict or type(metadata) is not dict:
+            raise CorruptJob(f"job record payload and metadata must be objects, got {r!r:.200}")
+        return {
+            "id": _text(r["id"], "id"),
+            "payload": payload,
+            "metadata": metadata,
+            "dedupe_key": _opt_text(get("dedupe_key"), "dedupe_key"),
+            "timeout": _number(r["timeout"], "timeout"),
+            "memory_mb": _integer(r["memory_mb"], "memory_mb"),
+            "correlation_id": _text(r["correlation_id"], "correlation_id"),
+            "created_at": _number(r["created_at"], "created_at"),
+            "error": _error(get("error")),
+            "result": get("result"),
+            "progress": _progress(get("progress")),
+        }
+    except KeyError as exc:
+        raise CorruptJob(f"job record lacks field {exc.args[0]!r}") from None
+
+
+def _opt_float(text: str) -> float | None:
+    return float(text) if text else None
+
+
+def _state(raw: bytes | None) -> dict[str, object]:
+    """The Job fields of a ``state`` line."""
+    if raw is None:
+        raise CorruptJob("job record lacks its 'state' field")
+    try:
+        parts = raw.decode().split(" ", 13)
+        (
+            status,
+            attempts,
+            token,
+            not_before,
+            updated_at,
+            started_at,
+            finished_at,
+            expires,
+            _,
+            job_type,
+            priority,
+            max_attempts,
+            _,
+            worker,
+        ) = parts
+        fields: dict[str, object] = {
+            "status": JobStatus(status),
+            "attempts": int(attempts),
+            "lease_token": int(token),
+            "not_before": float(not_before),
+            "updated_at": float(updated_at),
+            "started_at": _opt_float(started_at),
+            "finished_at": _opt_float(finished_at),
+            "lease_expires_at": _opt_float(expires),
+            "type": job_type,
+            "priority": int(priority),
+            "max_attempts": int(max_attempts),
+            "worker_id": worker or None,
+        }
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptJob(f"job record state {raw[:200]!r} is invalid: {exc}") from None
+    return fields
+
+
+def _build(fields: dict[str, object]) -> Job:
+    try:
+        return Job(**fields)  # type: ignore[arg-type]
+    except (ValueError, TypeError) as exc:
+        raise CorruptJob(f"job record {fields.get('id')!r} is invalid: {exc}") from None
+
+
+def _opt_json(raw: bytes) -> JSONValue:
+    decoded: JSONValue = _decode(raw) if raw else None
+    return decoded
+
+
+def _error_json(raw: bytes) -> JobError | None:
+    return _error(_opt_json(raw))
+
+
+def _progress_json(raw: bytes) -> Progress | None:
+    return _progress(_opt_json(raw))
+
+
+# hash fields besides spec and state -> (Job attribute, parser of the stored bytes)
+JSON_FIELDS: tuple[tuple[str, Callable[[bytes], object]], ...] = (
+    ("progress", _progress_json),
+    ("error", _error_json),
+    ("result", _opt_json),
+)
+_JSON_KEYS = tuple((name.encode(), name, parse) for name, parse in JSON_FIELDS)
+
+
+def _json_field(name: str, parse: Callable[[bytes], object], raw: bytes) -> object:
+    try:
+        return parse(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptJob(f"job record field {name!r} is invalid: {exc}") from None
+
+
+def decode_claimed(
+    job_id: str, spec: bytes | None, state: bytes | None, error: bytes | None
+) -> Job:
+    """A job the claim function returned with its spec, new state and error (None: unset)."""
+    fields = _spec(spec)
+    if fields["id"] != job_id:
+        raise CorruptJob(f"job record under id {job_id} carries id {fields['id']!r}")
+    fields.update(_state(state))
+    if error is not None:
+        fields["error"] = _json_field("error", _error_json, error)
+    fields["progress"] = None
+    return _build(fields)
+
+
+def decode_hash(flat: Mapping[bytes, bytes]) -> Job:
+    """The job stored in the hash ``flat``; raise CorruptJob naming what is wrong."""
+    fields = _spec(flat.get(b"spec"))
+    fields.update(_state(flat.get(b"state")))
+    for key, name, parse in _JSON_KEYS:
+        raw = flat.get(key)
+        if raw is not None:
+            fields[name] = _json_field(name, parse, raw)
+    return _build(fields)
+
+
+def decode_settled(
+    job: Job, entry: list[bytes | None], known: Mapping[str, object] | None = None
+) -> Job:
+    """``job`` after a settling step whose entry is the new state, then progress, error and
+    result as stored (those left out or None: unchanged).
+
+    ``known``: fields the caller stored and the function does not send back (the result of a
+    complete); the entry's values win. A settling step never changes ``spec``, so a copy of the
+    lease's job with the changed fields is the stored job; it is made without re-validating the
+    fields that did not change (each changed one is parsed and checked here).
+    """
+    changes = dict(known) if known else {}
+    changes.update(_state(entry[0]))
+    for (name, parse), raw in zip(JSON_FIELDS, entry[1:], strict=False):
+        if raw is not None:
+            changes[name] = _json_field(name, parse, raw)
+    if changes["attempts"] < 0:  # type: ignore[operator]
+        raise CorruptJob(f"job record {job.id} has a negative attempt count")
+    copy = object.__new__(Job)
+    copy.__dict__.update(job.__dict__)
+    copy.__dict__.update(changes)
+    return copy

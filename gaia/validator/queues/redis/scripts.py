@@ -1,41 +1,58 @@
-"""The Lua scripts of the Redis queue: each lifecycle step is one atomic script.
+"""The queue's Lua code: one Redis Functions library, each lifecycle step one atomic function.
 
-Every script is ``PRELUDE`` + its body. ``ARGV`` starts with a common header, then the script's
-own arguments from ``ARGV[A]`` on:
+The library (``FUNCTION LOAD``, Redis >= 7.0) is the shared code below, defined once at load,
+plus the step functions of :mod:`.intake_scripts`, :mod:`.settle_scripts` and
+:mod:`.admin_scripts`. Its name carries a hash of its text (:data:`LIBRARY`), so processes
+running different versions of this code can share a server: each calls its own functions.
 
-    ARGV[1] key prefix (``gaia:{queue}:``)   ARGV[2] now (client clock, exact float text)
-    ARGV[3] '1' when re-sent after a lost reply (the step may already be applied)
-    ARGV[4] now + result_ttl  ARGV[5] its EXPIRE seconds
-    ARGV[6] now + dead_ttl    ARGV[7] its EXPIRE seconds   ('' = keep until requeued)
+Every function is called with one key, the queue's key prefix ``gaia:{queue}:`` (which routes the
+call to the queue's slot on a cluster), and a common header of arguments, then its own from
+``args[A]`` on:
 
-Scripts never format floats (Lua's ``tostring`` keeps 14 digits, and formatting is slow): every
-time is computed by the client and copied verbatim from the arguments. Settling steps return
-only the overlay fields they changed (see ``changed``) rather than the whole hash. Errors
-are replies whose first word is a code (see :mod:`.connection`); a script returns an error only
-before its first write, so a refused step changes nothing.
+    args[1] now (client clock, exact float text)
+    args[2] '1' when re-sent after a lost reply (the step may already be applied)
+    args[3] now + result_ttl  args[4] its EXPIRE seconds
+    args[5] now + dead_ttl    args[6] its EXPIRE seconds   ('' = keep until requeued)
+
+Batched functions (enqueue, claim, and the settling steps) take several independent items in
+one call and reply with one entry per item; an item that is refused gets an error entry and
+changes nothing, the others go on. Functions never format floats (Lua's ``tostring`` keeps 14
+digits, and formatting is slow): every time is computed by the client and copied verbatim.
+Errors are replies whose first word is a code (see :mod:`.connection`).
 """
 
 from __future__ import annotations
 
-from gaia.validator.queues.redis.admin_scripts import ADMIN_SCRIPTS
-from gaia.validator.queues.redis.records import OVERLAY
-from gaia.validator.queues.redis.settle_scripts import SETTLE_SCRIPTS
+import hashlib
 
-PRELUDE_TEMPLATE = r"""
-local P = ARGV[1]
-local NOW_S = ARGV[2]
-local NOW = tonumber(NOW_S)
-local RESENT = ARGV[3] == '1'
-local RETENTION = {succeeded = {ARGV[4], ARGV[5]}, cancelled = {ARGV[4], ARGV[5]},
-                   dead = {ARGV[6], ARGV[7]}}
-local A = 8
-local OVERLAY = {@OVERLAY@}
+from gaia.validator.queues.redis.admin_scripts import ADMIN_FUNCTIONS
+from gaia.validator.queues.redis.intake_scripts import INTAKE_FUNCTIONS
+from gaia.validator.queues.redis.keys import STORED_FORMAT
+from gaia.validator.queues.redis.settle_scripts import SETTLE_FUNCTIONS
+
+SHARED = r"""
+-- State of the call in progress, set by begin(). The library's code runs once, at load; its
+-- functions run one at a time, so these upvalues belong to the running call.
+local P, NOW_S, NOW, RESENT, DEDUPE, TYPES, SEQ, WAKE_ALL
+local RETENTION = {}
+local A = 7
+local FORMAT = '@FORMAT@'
 local STATUSES = {'queued', 'running', 'succeeded', 'retry_scheduled', 'dead', 'cancelled'}
 local TERMINAL = {succeeded = true, dead = true, cancelled = true}
 local CLAIMABLE = {queued = true, retry_scheduled = true}
 local ACTIVE = {queued = true, running = true, retry_scheduled = true}
 local WAKE_CAP = 64
-local DEDUPE, TYPES, SEQ, WAKE_ALL = P .. 'dedupe', P .. 'types', P .. 'seq', P .. 'wake'
+local BULK = 4000 -- values per variadic command (Lua's unpack stops near 8000)
+
+local function begin(keys, args)
+  P = keys[1]
+  NOW_S = args[1]
+  NOW = tonumber(NOW_S)
+  RESENT = args[2] == '1'
+  local kept = {args[3], args[4]}
+  RETENTION.succeeded, RETENTION.cancelled, RETENTION.dead = kept, kept, {args[5], args[6]}
+  DEDUPE, TYPES, SEQ, WAKE_ALL = P .. 'dedupe', P .. 'types', P .. 'seq', P .. 'wake'
+end
 
 local function job_key(id) return P .. 'job:' .. id end
 local function ready_key(t) return P .. 'ready:' .. t end
@@ -48,65 +65,73 @@ local function index_key(t, s)
   return P .. 'idx:' .. t .. ':' .. s
 end
 
--- The whole record as a table of fields; meta entries start with '_'. A record is sound when
--- every field a step relies on is readable, so no step can fail half-way through.
--- `names`: read only these fields (the first must be 'status'); nil: the whole record.
-local function read(id, names)
-  local f
-  if names then
-    local values = redis.call('HMGET', job_key(id), unpack(names))
-    f = {_exists = values[1] ~= false or redis.call('EXISTS', job_key(id)) == 1}
-    for i, name in ipairs(names) do
-      if values[i] then f[name] = values[i] end
-    end
-  else
-    local flat = redis.call('HGETALL', job_key(id))
-    f = {_exists = #flat > 0}
-    for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
-  end
-  f._sound = f.type ~= nil and (ACTIVE[f.status] or TERMINAL[f.status]) ~= nil
-  for _, name in ipairs({'seq', 'priority', 'not_before', 'attempts', 'max_attempts',
-                         'lease_token'}) do
-    if not tonumber(f[name]) then f._sound = false end
-  end
-  if f.dedupe == nil then f.dedupe = '' end
-  return f
+-- `command key v1 v2 ...` over the values of `list`, in slices of at most BULK values.
+local function bulk(command, key, list)
+  local n = #list
+  for i = 1, n, BULK do redis.call(command, key, unpack(list, i, math.min(i + BULK - 1, n))) end
 end
 
-local function flat_of(f)
-  local out = {}
-  for k, v in pairs(f) do
-    if string.sub(k, 1, 1) ~= '_' then out[#out + 1] = k; out[#out + 1] = v end
-  end
-  return out
+-- Sorted-set writes gathered during a call, sent as one ZREM / ZADD per key at its end. Safe
+-- because a call moves each job at most once.
+local function gather() return {rem = {}, add = {}} end
+local function later_rem(g, key, member)
+  local list = g.rem[key]
+  if not list then list = {}; g.rem[key] = list end
+  list[#list + 1] = member
+end
+local function later_add(g, key, score, member)
+  local list = g.add[key]
+  if not list then list = {}; g.add[key] = list end
+  list[#list + 1] = score
+  list[#list + 1] = member
+end
+local function flush(g)
+  for key, list in pairs(g.rem) do bulk('ZREM', key, list) end
+  for key, list in pairs(g.add) do bulk('ZADD', key, list) end
 end
 
--- A settling step's reply: name/value pairs of what it changed, and of the fields a
--- heartbeat may have moved since the caller's copy; `changes` nil: every overlay field.
-local VOLATILE = {'progress', 'lease_expires_at', 'updated_at'}
-local function changed(f, changes)
-  local out, seen = {}, {}
-  for k, v in pairs(changes or {}) do
-    out[#out + 1] = k
-    out[#out + 1] = v
-    seen[k] = true
+-- A job's `state` field: the small fields that change, as one line of space-separated text
+-- (records.py documents it): status attempts lease_token not_before updated_at started_at
+-- finished_at lease_expires_at seq type priority max_attempts dedupe worker_id. Times are exact
+-- float text ('' = null); dedupe is 1 when the job holds the key in its `dedupe` field;
+-- worker_id, the only free text, is the rest of the line.
+local STATE = '^(%a[%a_]*) (%d+) (%d+) ([^ ]+) ([^ ]+) ([^ ]*) ([^ ]*) ([^ ]*) (%d+) ([^ ]+) '
+  .. '(%-?%d+) (%d+) ([01]) (.*)$'
+
+-- The state fields of `text` as a table; nil when it does not parse.
+local function parse(text)
+  if not text then return nil end
+  local status, attempts, token, not_before, updated_at, started_at, finished_at, expires, seq,
+        t, priority, max_attempts, dedupe, worker = string.match(text, STATE)
+  if not (status and (ACTIVE[status] or TERMINAL[status]) and tonumber(not_before)) then
+    return nil
   end
-  for _, k in ipairs(changes and VOLATILE or OVERLAY) do
-    if not seen[k] and f[k] then
-      out[#out + 1] = k
-      out[#out + 1] = f[k]
-    end
-  end
-  return out
+  return {status = status, attempts = attempts, lease_token = token, not_before = not_before,
+          updated_at = updated_at, started_at = started_at, finished_at = finished_at,
+          lease_expires_at = expires, seq = seq, type = t, priority = priority,
+          max_attempts = max_attempts, dedupe = dedupe, worker_id = worker}
 end
 
-local function update(id, f, changes)
-  local args = {}
-  for k, v in pairs(changes) do
-    args[#args + 1] = k
-    args[#args + 1] = v
-    f[k] = v
-  end
+local function state_text(s)
+  return s.status .. ' ' .. s.attempts .. ' ' .. s.lease_token .. ' ' .. s.not_before .. ' '
+    .. s.updated_at .. ' ' .. s.started_at .. ' ' .. s.finished_at .. ' ' .. s.lease_expires_at
+    .. ' ' .. s.seq .. ' ' .. s.type .. ' ' .. s.priority .. ' ' .. s.max_attempts .. ' '
+    .. s.dedupe .. ' ' .. s.worker_id
+end
+
+-- The whole record: its hash fields, `s` its parsed state (nil when unreadable), `_exists`.
+local function read(id)
+  local flat = redis.call('HGETALL', job_key(id))
+  local r = {_exists = #flat > 0}
+  for i = 1, #flat, 2 do r[flat[i]] = flat[i + 1] end
+  r.s = parse(r.state)
+  return r
+end
+
+-- Write state `s` and the other `fields` (name -> value) of job `id`.
+local function save(id, s, fields)
+  local args = {'state', state_text(s)}
+  for k, v in pairs(fields or {}) do args[#args + 1] = k; args[#args + 1] = v end
   redis.call('HSET', job_key(id), unpack(args))
 end
 
@@ -123,31 +148,33 @@ local function negated(number)
   return '-' .. number
 end
 
-local function place(id, f)
-  if tonumber(f.not_before) <= NOW then
-    redis.call('ZADD', ready_key(f.type), negated(f.priority),
-               order_member(f.not_before, f.seq, id))
+local function place(id, s)
+  if tonumber(s.not_before) <= NOW then
+    redis.call('ZADD', ready_key(s.type), negated(s.priority),
+               order_member(s.not_before, s.seq, id))
   else
-    redis.call('ZADD', delayed_key(f.type), f.not_before, id)
+    redis.call('ZADD', delayed_key(s.type), s.not_before, id)
   end
 end
 
-local function unplace(id, f)
-  redis.call('ZREM', delayed_key(f.type), id)
-  redis.call('ZREM', ready_key(f.type), order_member(f.not_before, f.seq, id))
+local function unplace(id, s)
+  redis.call('ZREM', delayed_key(s.type), id)
+  redis.call('ZREM', ready_key(s.type), order_member(s.not_before, s.seq, id))
 end
 
+-- Up to n wake-up tokens for claimers of type t and for claimers of every type.
 local function wake(t, n)
   for _, key in ipairs({wake_key(t), WAKE_ALL}) do
-    local room = WAKE_CAP - redis.call('LLEN', key)
-    for _ = 1, math.min(n, room) do redis.call('LPUSH', key, '1') end
+    local tokens = {}
+    for _ = 1, math.min(n, WAKE_CAP - redis.call('LLEN', key)) do tokens[#tokens + 1] = '1' end
+    if #tokens > 0 then redis.call('LPUSH', key, unpack(tokens)) end
   end
 end
 
-local function free_dedupe(id, dedupe)
-  if dedupe ~= '' and redis.call('HGET', DEDUPE, dedupe) == id then
-    redis.call('HDEL', DEDUPE, dedupe)
-  end
+-- Give up the dedupe key that job `id` holds (its `dedupe` field), if it still holds it.
+local function free_dedupe(id)
+  local dedupe = redis.call('HGET', job_key(id), 'dedupe')
+  if dedupe and redis.call('HGET', DEDUPE, dedupe) == id then redis.call('HDEL', DEDUPE, dedupe) end
 end
 
 -- File a terminal job under done:<type>:<status>, scored by the end of its retention.
@@ -157,246 +184,107 @@ local function keep(id, t, status)
   if until_s ~= '' then redis.call('EXPIRE', job_key(id), expire) end
 end
 
--- Move a job to a terminal status, setting `changes` too.
-local function finish(id, f, to, changes)
-  changes.status, changes.updated_at = to, NOW_S
-  changes.finished_at, changes.lease_expires_at = NOW_S, ''
-  redis.call('ZREM', index_key(f.type, f.status), id)
-  update(id, f, changes)
-  keep(id, f.type, to)
-  free_dedupe(id, f.dedupe)
+-- Move a job in state s to a terminal status, writing `fields` too.
+local function finish(id, s, to, fields)
+  local from = s.status
+  s.status, s.updated_at, s.finished_at, s.lease_expires_at = to, NOW_S, NOW_S, ''
+  redis.call('ZREM', index_key(s.type, from), id)
+  save(id, s, fields)
+  keep(id, s.type, to)
+  if s.dedupe == '1' then free_dedupe(id) end
 end
 
--- Make a job claimable again (queued or retry_scheduled), setting `changes` too.
-local function reschedule(id, f, to, changes)
-  changes.status, changes.updated_at, changes.lease_expires_at = to, NOW_S, ''
-  redis.call('ZREM', index_key(f.type, f.status), id)
-  update(id, f, changes)
-  redis.call('ZADD', index_key(f.type, to), f.seq, id)
-  place(id, f)
-  wake(f.type, 1)
+-- Make a job in state s claimable again (queued or retry_scheduled), writing `fields` too.
+local function reschedule(id, s, to, fields)
+  local from = s.status
+  s.status, s.updated_at, s.lease_expires_at = to, NOW_S, ''
+  redis.call('ZREM', index_key(s.type, from), id)
+  save(id, s, fields)
+  redis.call('ZADD', index_key(s.type, to), s.seq, id)
+  place(id, s)
+  wake(s.type, 1)
 end
 
--- Dead-letter an undecodable record: keep its bytes in corrupt_spec, write a decodable stub.
+-- Dead-letter an undecodable record: keep its bytes in corrupt_spec / corrupt_state, write a
+-- decodable stub.
 local function bury(id, t, message)
-  local f = read(id)
-  if f.spec then redis.call('HSET', job_key(id), 'corrupt_spec', f.spec) end
-  for _, s in ipairs(STATUSES) do redis.call('ZREM', index_key(t, s), id) end
+  local r = read(id)
+  if r.spec then redis.call('HSET', job_key(id), 'corrupt_spec', r.spec) end
+  if r.state then redis.call('HSET', job_key(id), 'corrupt_state', r.state) end
+  for _, status in ipairs(STATUSES) do redis.call('ZREM', index_key(t, status), id) end
   redis.call('ZREM', delayed_key(t), id)
-  free_dedupe(id, f.dedupe)
-  local seq = tonumber(f.seq) or redis.call('INCR', SEQ)
-  local stub = '{"id":' .. cjson.encode(id) .. ',"type":' .. cjson.encode(t)
-    .. ',"payload":{},"metadata":{},"timeout":300,"memory_mb":0,"correlation_id":'
-    .. cjson.encode(id) .. ',"created_at":' .. NOW_S .. '}'
-  redis.call('HSET', job_key(id), 'spec', stub, 'type', t, 'status', 'dead', 'priority', '0',
-             'max_attempts', '1', 'attempts', tostring(math.floor(tonumber(f.attempts) or 0)),
-             'lease_token', tostring(math.floor(tonumber(f.lease_token) or 0)),
-             'not_before', NOW_S, 'dedupe', '', 'seq', seq, 'updated_at', NOW_S,
-             'finished_at', NOW_S, 'started_at', '', 'lease_expires_at', '', 'worker_id', '',
-             'result', '', 'progress', '',
-             'error', cjson.encode({message = message, kind = 'corrupt_record'}))
+  if r.dedupe then free_dedupe(id) end
+  local old = r.s or {}
+  local s = {status = 'dead', attempts = old.attempts or '0', lease_token = old.lease_token or '0',
+             not_before = NOW_S, updated_at = NOW_S, started_at = '', finished_at = NOW_S,
+             lease_expires_at = '', seq = old.seq or tostring(redis.call('INCR', SEQ)), type = t,
+             priority = '0', max_attempts = '1', dedupe = '0', worker_id = ''}
+  local stub = '{"id":' .. cjson.encode(id) .. ',"payload":{},"metadata":{},"timeout":300,'
+    .. '"memory_mb":0,"correlation_id":' .. cjson.encode(id) .. ',"created_at":' .. NOW_S .. '}'
+  redis.call('HDEL', job_key(id), 'dedupe')
+  save(id, s, {spec = stub, result = '', progress = '',
+               error = cjson.encode({message = message, kind = 'corrupt_record'})})
   keep(id, t, 'dead')
 end
 
-local function lease_lost(id, token, f)
-  if not f._exists then
+local function lease_lost(id, token, exists, status, held_token)
+  if not exists then
     return redis.error_reply('LEASE_LOST job ' .. id .. ' no longer exists')
   end
   return redis.error_reply('LEASE_LOST job ' .. id .. ': lease token ' .. token
-    .. ' is stale (job is ' .. tostring(f.status) .. ', token ' .. tostring(f.lease_token) .. ')')
+    .. ' is stale (job is ' .. tostring(status) .. ', token ' .. tostring(held_token) .. ')')
 end
 
--- The job if `token` holds its lease; with `done` (statuses a re-sent step may have produced
--- already), also the job when it is there with the same token, and true as second value.
--- Reads only what a settling step needs (not the spec, result or error).
-local HELD_FIELDS = {'status', 'type', 'seq', 'priority', 'not_before', 'attempts',
-                     'max_attempts', 'lease_token', 'dedupe', 'lease_expires_at', 'worker_id',
-                     'progress', 'updated_at'}
+-- The state of job `id` if `token` holds its lease; with `done` (statuses a re-sent step may
+-- have produced already), also the state when the job is there with the same token, and true
+-- as second value. Otherwise nil and a LEASE_LOST error.
 local function held(id, token, done)
-  local f = read(id, HELD_FIELDS)
-  if f._sound and tonumber(f.lease_token) == tonumber(token) then
-    if f.status == 'running' then return f, false end
-    if RESENT and done and done[f.status] then return f, true end
+  local text = redis.call('HGET', job_key(id), 'state')
+  local s = parse(text)
+  if s and s.lease_token == token then
+    if s.status == 'running' then return s, false end
+    if RESENT and done and done[s.status] then return s, true end
   end
-  return nil, lease_lost(id, token, f)
+  local exists = text ~= false or redis.call('EXISTS', job_key(id)) == 1
+  return nil, lease_lost(id, token, exists, s and s.status, s and s.lease_token)
+end
+
+-- A settling step's entry: the new state and progress; with `whole`, also error and result.
+local function settled(id, s, whole)
+  local names = whole and {'progress', 'error', 'result'} or {'progress'}
+  local values = redis.call('HMGET', job_key(id), unpack(names))
+  return {s and state_text(s) or redis.call('HGET', job_key(id), 'state'), unpack(values)}
+end
+
+-- Run `one(o)` for each of the args[A] items of `width` arguments starting at args[A + 1];
+-- replies with their entries. `one` returns a table, or an error reply for a refused item.
+local function each(keys, args, width, one)
+  begin(keys, args)
+  local out = {}
+  for i = 0, tonumber(args[A]) - 1 do out[i + 1] = one(args, A + 1 + i * width) end
+  return out
 end
 """
 
-PRELUDE = PRELUDE_TEMPLATE.replace("@OVERLAY@", ", ".join(f"'{name}'" for name in OVERLAY))
 
-ENQUEUE = r"""
--- ARGV[A]: number of jobs; then per job: id, type, priority, max_attempts, dedupe ('' = none),
--- attempts, lease_token, not_before, spec. Returns per job 0 (stored as given) or the active
--- job (HGETALL) that holds its dedupe key.
-local n = tonumber(ARGV[A])
-local FIELDS_PER_JOB = 9
-if not RESENT then
-  local keys = {}
-  for i = 0, n - 1 do keys[#keys + 1] = job_key(ARGV[A + 1 + i * FIELDS_PER_JOB]) end
-  if redis.call('EXISTS', unpack(keys)) > 0 then
-    for i = 1, n do
-      if redis.call('EXISTS', keys[i]) == 1 then
-        return redis.error_reply('DUPLICATE_ID a job with id ' .. ARGV[A + 1 + (i - 1) *
-          FIELDS_PER_JOB] .. ' already exists')
-      end
-    end
-  end
-end
-local first_seq = redis.call('INCRBY', SEQ, n) - n + 1
-local out, woken = {}, {}
-for i = 0, n - 1 do
-  local o = A + 1 + i * FIELDS_PER_JOB
-  local id, t, dedupe = ARGV[o], ARGV[o + 1], ARGV[o + 4]
-  local holder = false
-  if dedupe ~= '' then
-    local other = redis.call('HGET', DEDUPE, dedupe)
-    if other and ACTIVE[redis.call('HGET', job_key(other), 'status')] then holder = other end
-  end
-  if not holder and RESENT and redis.call('EXISTS', job_key(id)) == 1 then holder = id end
-  if holder then
-    out[#out + 1] = redis.call('HGETALL', job_key(holder))
-  else
-    local f = {type = t, priority = ARGV[o + 2], not_before = ARGV[o + 7], seq = first_seq + i}
-    if dedupe ~= '' then redis.call('HSET', DEDUPE, dedupe, id) end
-    redis.call('HSET', job_key(id), 'spec', ARGV[o + 8], 'type', t, 'status', 'queued',
-               'priority', f.priority, 'max_attempts', ARGV[o + 3], 'dedupe', dedupe,
-               'attempts', ARGV[o + 5], 'lease_token', ARGV[o + 6], 'not_before', f.not_before,
-               'seq', f.seq)
-    redis.call('ZADD', index_key(t, 'queued'), f.seq, id)
-    place(id, f)
-    woken[t] = (woken[t] or 0) + 1
-    out[#out + 1] = 0
-  end
-end
-for t, count in pairs(woken) do
-  redis.call('SADD', TYPES, t)
-  wake(t, count)
-end
-return out
-"""
+def _library_text() -> tuple[str, str]:
+    bodies = {**INTAKE_FUNCTIONS, **SETTLE_FUNCTIONS, **ADMIN_FUNCTIONS}
+    code = SHARED.replace("@FORMAT@", STORED_FORMAT) + "".join(bodies.values())
+    tag = hashlib.sha1(code.encode(), usedforsecurity=False).hexdigest()[:12]
+    registered = "".join(
+        f"redis.register_function('gaia_{tag}_{name}', {name})\n" for name in bodies
+    )
+    return f"#!lua name=gaia_{tag}\n{code}\n{registered}", tag
 
-CLAIM = r"""
--- ARGV[A]: lease expiry time, ARGV[A+1]: n, the most jobs to claim, ARGV[A+2..A+1+n]: the
--- worker id each of the n jobs is claimed for, in order, then the job types (none = every type).
--- Returns {next due time of a delayed job or '', id, fields, id, fields, ...}.
-local expires, want = ARGV[A], tonumber(ARGV[A + 1])
-local types = {}
-for i = A + 2 + want, #ARGV do types[#types + 1] = ARGV[i] end
-local every = #types == 0
-if every then types = redis.call('SMEMBERS', TYPES) end
 
-local function corrupt(f)
-  return 'job record is invalid: unreadable fields (status ' .. tostring(f.status)
-    .. ', type ' .. tostring(f.type) .. ')'
-end
+LIBRARY_TEXT, LIBRARY_TAG = _library_text()
+LIBRARY = f"gaia_{LIBRARY_TAG}"
+"""The library's name; its functions are ``<LIBRARY>_<step>``."""
+STEPS = (*INTAKE_FUNCTIONS, *SETTLE_FUNCTIONS, *ADMIN_FUNCTIONS)
 
-for _, t in ipairs(types) do
-  local due = redis.call('ZRANGEBYSCORE', delayed_key(t), '-inf', NOW_S, 'LIMIT', 0, 1000)
-  for _, id in ipairs(due) do
-    redis.call('ZREM', delayed_key(t), id)
-    local f = read(id)
-    if f._sound and f.type == t and CLAIMABLE[f.status] then
-      redis.call('ZADD', ready_key(t), negated(f.priority), order_member(f.not_before, f.seq, id))
-    elseif f._exists and not (f._sound and f.type == t) then
-      bury(id, t, corrupt(f))
-    end
-  end
-end
 
-local out = {''}
-local claimed = 0
-
--- Take the job behind ready member `member` of type t, if it is still claimable.
-local function take(t, member)
-  local id = string.sub(member, MEMBER_ID_AT)
-  local f = read(id)
-  if f._sound and f.type == t and CLAIMABLE[f.status] then
-    redis.call('ZREM', index_key(t, f.status), id)
-    update(id, f, {status = 'running', attempts = tostring(tonumber(f.attempts) + 1),
-                   lease_token = tostring(tonumber(f.lease_token) + 1),
-                   lease_expires_at = expires, worker_id = ARGV[A + 2 + claimed],
-                   started_at = NOW_S,
-                   updated_at = NOW_S, progress = ''})
-    redis.call('ZADD', index_key(t, 'running'), expires, id)
-    out[#out + 1] = id
-    out[#out + 1] = flat_of(f)
-    claimed = claimed + 1
-  elseif f._exists and not (f._sound and f.type == t) then
-    bury(id, t, corrupt(f))
-  end
-end
-
-if #types == 1 then
-  -- One type: pop the best members directly.
-  local t = types[1]
-  while claimed < want do
-    local popped = redis.call('ZPOPMIN', ready_key(t), want - claimed)
-    if #popped == 0 then break end
-    for i = 1, #popped, 2 do take(t, popped[i]) end
-  end
-else
-  -- Several types: compare the heads of their ready sets for each job.
-  while claimed < want do
-    local best_t, best_m, best_s = nil, nil, nil
-    for _, t in ipairs(types) do
-      local head = redis.call('ZRANGE', ready_key(t), 0, 0, 'WITHSCORES')
-      if head[1] then
-        local s = tonumber(head[2])
-        if best_t == nil or s < best_s or (s == best_s and head[1] < best_m) then
-          best_t, best_m, best_s = t, head[1], s
-        end
-      end
-    end
-    if best_t == nil then break end
-    redis.call('ZREM', ready_key(best_t), best_m)
-    take(best_t, best_m)
-  end
-end
-
-if claimed > 0 then
-  -- More due work left: pass a wake-up on to another waiting claimer.
-  local more = false
-  for _, t in ipairs(types) do
-    if redis.call('EXISTS', ready_key(t)) == 1 then
-      more = true
-      if redis.call('LLEN', wake_key(t)) == 0 then redis.call('LPUSH', wake_key(t), '1') end
-    end
-  end
-  if more and redis.call('LLEN', WAKE_ALL) == 0 then redis.call('LPUSH', WAKE_ALL, '1') end
-else
-  -- Nothing due for these types: pending wake-ups for them are stale.
-  local next_due = nil
-  for _, t in ipairs(types) do
-    redis.call('DEL', wake_key(t))
-    local head = redis.call('ZRANGE', delayed_key(t), 0, 0, 'WITHSCORES')
-    if head[1] and (next_due == nil or tonumber(head[2]) < tonumber(next_due)) then
-      next_due = head[2]
-    end
-  end
-  if every then redis.call('DEL', WAKE_ALL) end
-  out[1] = next_due or ''
-end
-return out
-"""
-
-BURY = r"""
--- ARGV[A]: job id, ARGV[A+1]: lease token, ARGV[A+2]: why the client could not decode it.
-local id, token = ARGV[A], ARGV[A + 1]
-local f = read(id)
-if f.status ~= 'running' or tonumber(f.lease_token) ~= tonumber(token) or not f.type then
-  return lease_lost(id, token, f)
-end
-bury(id, f.type, ARGV[A + 2])
-return redis.call('HGETALL', job_key(id))
-"""
-
-SCRIPTS: dict[str, str] = {
-    name: PRELUDE + body
-    for name, body in {
-        "enqueue": ENQUEUE,
-        "claim": CLAIM,
-        "bury": BURY,
-        **SETTLE_SCRIPTS,
-        **ADMIN_SCRIPTS,
-    }.items()
-}
+def function_name(step: str) -> str:
+    """The registered name of the function of ``step``."""
+    if step not in STEPS:
+        raise KeyError(f"no queue function for step {step!r}")
+    return f"{LIBRARY}_{step}"

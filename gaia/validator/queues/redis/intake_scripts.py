@@ -1,0 +1,263 @@
+"""Lua functions by which jobs enter the queue and go to workers: enqueue, claim, bury.
+
+Part of the library assembled in :mod:`.scripts`, whose shared code defines the helpers used
+here. Enqueue and claim are the hot paths: they read and write only the fields they need and
+gather their sorted-set writes into one variadic command per key.
+"""
+
+from __future__ import annotations
+
+ENQUEUE = r"""
+-- args[A]: number of groups; each group: its number of jobs n, then per job: id, type,
+-- ready score (-priority), not_before, dedupe key ('' = none), spec, and the state line without
+-- its seq: the text before it (status .. lease_expires_at) and after it (type .. worker_id).
+-- A group is all or nothing: when one of its ids exists already (and the call is not a
+-- re-send) its entry is a DUPLICATE_ID error and none of its jobs is stored. Otherwise its
+-- entry lists per job 0 (stored as given) or the active job (HGETALL) that holds its dedupe key
+-- (or, when re-sent, the job the first send stored).
+local ENQUEUE_WIDTH = 8
+
+local function refuse_existing(args, first, n)
+  local keys = {}
+  for i = 0, n - 1 do keys[i + 1] = job_key(args[first + i * ENQUEUE_WIDTH]) end
+  local found = 0
+  for i = 1, n, BULK do
+    found = found + redis.call('EXISTS', unpack(keys, i, math.min(i + BULK - 1, n)))
+  end
+  if found == 0 then return nil end
+  for i = 1, n do
+    if redis.call('EXISTS', keys[i]) == 1 then
+      return redis.error_reply('DUPLICATE_ID a job with id '
+        .. args[first + (i - 1) * ENQUEUE_WIDTH] .. ' already exists')
+    end
+  end
+end
+
+-- The active job holding `dedupe`, or false.
+local function holder_of(dedupe)
+  local other = redis.call('HGET', DEDUPE, dedupe)
+  if not other then return false end
+  local s = parse(redis.call('HGET', job_key(other), 'state'))
+  return s and ACTIVE[s.status] and other
+end
+
+local function store_group(args, first, n, g, woken)
+  if not RESENT then
+    local refused = refuse_existing(args, first, n)
+    if refused then return refused end
+  end
+  local seq = redis.call('INCRBY', SEQ, n) - n
+  local entries = {}
+  for i = 0, n - 1 do
+    local o = first + i * ENQUEUE_WIDTH
+    local id, t, score, not_before, dedupe = args[o], args[o + 1], args[o + 2], args[o + 3],
+                                            args[o + 4]
+    seq = seq + 1
+    local holder = dedupe ~= '' and holder_of(dedupe)
+    if not holder and RESENT and redis.call('EXISTS', job_key(id)) == 1 then holder = id end
+    if holder then
+      entries[i + 1] = redis.call('HGETALL', job_key(holder))
+    else
+      local key, seq_s = job_key(id), tostring(seq)
+      local state = args[o + 6] .. ' ' .. seq_s .. ' ' .. args[o + 7]
+      if dedupe ~= '' then
+        redis.call('HSET', DEDUPE, dedupe, id)
+        redis.call('HSET', key, 'spec', args[o + 5], 'state', state, 'dedupe', dedupe)
+      else
+        redis.call('HSET', key, 'spec', args[o + 5], 'state', state)
+      end
+      later_add(g, index_key(t, 'queued'), seq_s, id)
+      if tonumber(not_before) <= NOW then
+        later_add(g, ready_key(t), score, order_member(not_before, seq_s, id))
+      else
+        later_add(g, delayed_key(t), not_before, id)
+      end
+      woken[t] = (woken[t] or 0) + 1
+      entries[i + 1] = 0
+    end
+  end
+  return entries
+end
+
+local function enqueue(keys, args)
+  begin(keys, args)
+  local out, g, woken = {}, gather(), {}
+  local o = A + 1
+  for group = 1, tonumber(args[A]) do
+    local n = tonumber(args[o])
+    out[group] = store_group(args, o + 1, n, g, woken)
+    o = o + 1 + n * ENQUEUE_WIDTH
+  end
+  flush(g)
+  for t, count in pairs(woken) do
+    redis.call('SADD', TYPES, t)
+    wake(t, count)
+  end
+  return out
+end
+"""
+
+CLAIM = r"""
+-- args[A]: lease expiry, args[A+1]: number of job types (0: every type), the types, then the
+-- number of requests and per request: worker id, most jobs wanted. Requests are served in
+-- order. Reply: per request {next due time of a delayed job or '' (set only when nothing at all
+-- was claimed), then per claimed job: id, spec, new state, error (false when unset)}.
+local CLAIMED = '^(%a[%a_]*) (%d+) (%d+) ([^ ]+) [^ ]+ [^ ]* ([^ ]*) [^ ]* ((%d+) ([^ ]+) '
+  .. '%-?%d+ %d+ [01]) '
+
+local function corrupt(state)
+  return 'job record is invalid: unreadable state ' .. string.format('%q', tostring(state))
+end
+
+-- Due delayed and retry-scheduled jobs join their ready sets.
+local function promote(types)
+  for _, t in ipairs(types) do
+    local due = redis.call('ZRANGEBYSCORE', delayed_key(t), '-inf', NOW_S, 'LIMIT', 0, 1000)
+    if #due > 0 then bulk('ZREM', delayed_key(t), due) end
+    for _, id in ipairs(due) do
+      local text = redis.call('HGET', job_key(id), 'state')
+      local s = parse(text)
+      if s and s.type == t and CLAIMABLE[s.status] then
+        redis.call('ZADD', ready_key(t), negated(s.priority), order_member(s.not_before, s.seq, id))
+      elseif redis.call('EXISTS', job_key(id)) == 1 and not (s and s.type == t) then
+        bury(id, t, corrupt(text))
+      end
+    end
+  end
+end
+
+-- Claim the job behind ready member `member` of type t for `worker`, appending it to `entry`;
+-- true if claimed. A record that cannot be claimed safely is dead-lettered. The new state
+-- keeps not_before, finished_at and seq .. dedupe of the old one (CLAIMED captures status,
+-- attempts, lease_token, not_before, finished_at, seq .. dedupe, seq, type).
+local function take(t, member, worker, expires, entry, g)
+  local id = string.sub(member, MEMBER_ID_AT)
+  local key = job_key(id)
+  local v = redis.call('HMGET', key, 'state', 'spec', 'error')
+  local status, attempts, token, not_before, finished, tail, _, jt =
+    string.match(v[1] or '', CLAIMED)
+  if CLAIMABLE[status] and jt == t and v[2] then
+    local state = 'running ' .. (attempts + 1) .. ' ' .. (token + 1) .. ' ' .. not_before .. ' '
+      .. NOW_S .. ' ' .. NOW_S .. ' ' .. finished .. ' ' .. expires .. ' ' .. tail .. ' ' .. worker
+    redis.call('HSET', key, 'state', state, 'progress', '')
+    later_rem(g, index_key(t, status), id)
+    later_add(g, index_key(t, 'running'), expires, id)
+    local n = #entry
+    entry[n + 1], entry[n + 2], entry[n + 3], entry[n + 4] = id, v[2], state, v[3]
+    return true
+  end
+  if v[1] or v[2] or redis.call('EXISTS', key) == 1 then bury(id, t, corrupt(v[1])) end
+  return false
+end
+
+-- Where the next due job comes from: next_due(source, n) gives its type and ready member, or
+-- nil; n is how many more jobs the call wants. One type: ZPOPMIN n at a time; several: the
+-- best of their heads, one at a time.
+local function source_of(types)
+  return {types = types, buffer = {}, at = 1}
+end
+
+local function next_due(source, n)
+  local types = source.types
+  if #types == 1 then
+    if source.at > #source.buffer then
+      source.buffer, source.at = redis.call('ZPOPMIN', ready_key(types[1]), n), 1
+      if #source.buffer == 0 then return nil end
+    end
+    source.at = source.at + 2
+    return types[1], source.buffer[source.at - 2]
+  end
+  local best_t, best_m, best_s = nil, nil, nil
+  for _, t in ipairs(types) do
+    local head = redis.call('ZRANGE', ready_key(t), 0, 0, 'WITHSCORES')
+    if head[1] then
+      local s = tonumber(head[2])
+      if best_t == nil or s < best_s or (s == best_s and head[1] < best_m) then
+        best_t, best_m, best_s = t, head[1], s
+      end
+    end
+  end
+  if best_t then redis.call('ZREM', ready_key(best_t), best_m) end
+  return best_t, best_m
+end
+
+-- Members popped but not taken go back (only if the call ended early).
+local function put_back(source)
+  for i = source.at, #source.buffer, 2 do
+    redis.call('ZADD', ready_key(source.types[1]), source.buffer[i + 1], source.buffer[i])
+  end
+end
+
+-- Pass a wake-up on when due work is left; when nothing was claimed, drop the stale
+-- wake-ups and tell every request when the next delayed job is due.
+local function after_claim(types, every, claimed, out)
+  if claimed > 0 then
+    local more = false
+    for _, t in ipairs(types) do
+      if redis.call('EXISTS', ready_key(t)) == 1 then
+        more = true
+        if redis.call('LLEN', wake_key(t)) == 0 then redis.call('LPUSH', wake_key(t), '1') end
+      end
+    end
+    if more and redis.call('LLEN', WAKE_ALL) == 0 then redis.call('LPUSH', WAKE_ALL, '1') end
+    return
+  end
+  local due = nil
+  for _, t in ipairs(types) do
+    redis.call('DEL', wake_key(t))
+    local head = redis.call('ZRANGE', delayed_key(t), 0, 0, 'WITHSCORES')
+    if head[1] and (due == nil or tonumber(head[2]) < tonumber(due)) then due = head[2] end
+  end
+  if every then redis.call('DEL', WAKE_ALL) end
+  for _, entry in ipairs(out) do entry[1] = due or '' end
+end
+
+local function claim(keys, args)
+  begin(keys, args)
+  local expires, ntypes = args[A], tonumber(args[A + 1])
+  local types = {}
+  for i = 1, ntypes do types[i] = args[A + 1 + i] end
+  local every = ntypes == 0
+  if every then types = redis.call('SMEMBERS', TYPES) end
+  promote(types)
+  local o = A + 2 + ntypes
+  local requests, wanted = tonumber(args[o]), 0
+  for r = 1, requests do wanted = wanted + tonumber(args[o + 2 * r]) end
+  local out, g, claimed = {}, gather(), 0
+  local source = source_of(types)
+  for r = 1, requests do
+    local worker, want = args[o + 2 * r - 1], tonumber(args[o + 2 * r])
+    local entry, got = {''}, 0
+    while got < want do
+      local t, member = next_due(source, wanted - claimed)
+      if not t then break end
+      if take(t, member, worker, expires, entry, g) then
+        got, claimed = got + 1, claimed + 1
+      end
+    end
+    out[r] = entry
+  end
+  put_back(source)
+  flush(g)
+  after_claim(types, every, claimed, out)
+  return out
+end
+"""
+
+BURY = r"""
+-- args[A]: job id, args[A+1]: lease token, args[A+2]: why the client could not decode it.
+local function bury_job(keys, args)
+  begin(keys, args)
+  local id, token = args[A], args[A + 1]
+  local r = read(id)
+  local s = r.s
+  if not s or s.status ~= 'running' or s.lease_token ~= token then
+    return lease_lost(id, token, r._exists, s and s.status, s and s.lease_token)
+  end
+  bury(id, s.type, args[A + 2])
+  return redis.call('HGETALL', job_key(id))
+end
+"""
+
+INTAKE_FUNCTIONS: dict[str, str] = {"enqueue": ENQUEUE, "claim": CLAIM, "bury_job": BURY}
+"""Step name -> Lua code defining ``local function <step>(keys, args)``."""
