@@ -293,7 +293,7 @@ async def test_a_claim_abandoned_in_flight_is_handed_back(
         for _ in range(200):  # until the claim statement waits on the lock, server side
             waiting = await blocker.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE 'UPDATE%'"
+                " AND query LIKE '%FOR UPDATE SKIP LOCKED%'"
             )
             if waiting:
                 break
@@ -314,3 +314,51 @@ async def test_a_claim_abandoned_in_flight_is_handed_back(
     assert stored.attempts == 0 and stored.lease_token == 1
     again = await pg.claim("w2")
     assert again is not None and again.job_id == job.id
+
+
+async def test_claim_many_takes_jobs_in_claim_order(pg: PostgresQueue, clock: FakeClock) -> None:
+    low = await pg.enqueue(new_job("kind.a", {}, priority=0, now=clock()))
+    high = await pg.enqueue(new_job("kind.b", {}, priority=5, now=clock()))
+    clock.advance(1)
+    later = await pg.enqueue(new_job("kind.a", {}, priority=5, now=clock()))
+    first = await pg.claim_many("w", 2)
+    assert [lease.job_id for lease in first] == [high.id, later.id]
+    assert all(lease.job.lease_expires_at == clock() + 30.0 for lease in first)
+    assert [lease.job_id for lease in await pg.claim_many("w", 10, types=["kind.a"])] == [low.id]
+    assert await pg.claim_many("w", 10) == []
+    with pytest.raises(ValueError, match="count must be >= 1"):
+        await pg.claim_many("w", 0)
+
+
+async def test_concurrent_claims_with_different_leases_keep_their_own(
+    pg: PostgresQueue, clock: FakeClock
+) -> None:
+    """One batch may mix worker ids and lease lengths: each caller's jobs carry its own."""
+    await pg.enqueue_many([new_job("kind.a", {"i": i}, now=clock()) for i in range(6)])
+    short, long, single = await asyncio.gather(
+        pg.claim_many("w-short", 2, lease_seconds=10.0),
+        pg.claim_many("w-long", 3, lease_seconds=100.0),
+        pg.claim("w-single", lease_seconds=50.0),
+    )
+    assert single is not None
+    assert [(lease.worker_id, lease.job.lease_expires_at) for lease in short] == [
+        ("w-short", clock() + 10.0)
+    ] * 2
+    assert [(lease.worker_id, lease.job.lease_expires_at) for lease in long] == [
+        ("w-long", clock() + 100.0)
+    ] * 3
+    assert (single.worker_id, single.job.lease_expires_at) == ("w-single", clock() + 50.0)
+    assert len({lease.job_id for lease in [*short, *long, single]}) == 6
+
+
+async def test_claim_many_replaces_a_corrupt_row_with_the_next_job(
+    pg: PostgresQueue, clock: FakeClock
+) -> None:
+    jobs = await pg.enqueue_many([new_job("kind.a", {"i": i}, now=clock()) for i in range(3)])
+    await raw_execute(
+        pg, "UPDATE gaia_queue.jobs SET payload = '[1]' WHERE id = $1", jobs[0].id
+    )
+    leases = await pg.claim_many("w", 2)
+    assert [lease.job_id for lease in leases] == [jobs[1].id, jobs[2].id]
+    dead = await pg.get(jobs[0].id)
+    assert dead is not None and dead.status is JobStatus.DEAD

@@ -1,10 +1,12 @@
 """Claiming: one statement picks, locks and leases the next due jobs (FOR UPDATE SKIP LOCKED).
 
 Concurrent claims of this process for the same job types share one statement (see
-:mod:`.batching`): a lone claim runs ``UPDATE ... WHERE id = (SELECT ... LIMIT 1 FOR UPDATE SKIP
-LOCKED)``; ``k`` concurrent ones run the same pick with ``LIMIT k`` and give each caller one job,
-in claim order. A row the codec cannot decode is dead-lettered with a clear error (fenced by the
-new lease token) and its caller simply tries again; it never raises into a worker.
+:mod:`.batching`): a request asks for ``count`` jobs (1 for ``claim``, up to the free slots for
+``claim_many``); a batch of requests with the same worker id and lease length runs ONE claim with
+``LIMIT`` their total, sorts the rows into claim order and deals them out in request order, so
+the first caller gets the best job. A row the codec cannot decode is dead-lettered with a clear
+error (fenced by the new lease token) and its caller simply asks again; it never raises into a
+worker.
 """
 
 from __future__ import annotations
@@ -32,14 +34,14 @@ MAX_CLAIM_BATCH = 64
 class ClaimRequest:
     worker_id: str
     lease_seconds: float
+    count: int
 
 
-class _Quarantined:
-    """Marker outcome: this caller's row was corrupt and dead-lettered; claim again."""
-
-
-QUARANTINED = _Quarantined()
-ClaimOutcome = Lease | None | _Quarantined
+@dataclass(frozen=True)
+class ClaimOutcome:
+    leases: list[Lease]
+    quarantined: int
+    """Rows this request got that were corrupt (now dead-lettered): ask again for as many."""
 
 
 class Claimer:
@@ -59,9 +61,10 @@ class Claimer:
         self._releasing: set[asyncio.Task[None]] = set()
 
     async def claim_now(
-        self, worker_id: str, types: TypeKey, lease_seconds: float
-    ) -> Lease | None:
-        """Claim one due job of ``types`` (None: any type) or return None if none is due."""
+        self, worker_id: str, types: TypeKey, lease_seconds: float, count: int = 1
+    ) -> list[Lease]:
+        """Claim up to ``count`` due jobs of ``types`` (None: any type), best first; [] if none
+        is due."""
         coalescer = self._coalescers.get(types)
         if coalescer is None:
             self._lanes[types] = Lane(self._connector)
@@ -71,52 +74,52 @@ class Claimer:
                 on_abandoned=self._abandoned,
             )
             self._coalescers[types] = coalescer
-        while True:
-            outcome = await coalescer.submit(ClaimRequest(worker_id, lease_seconds))
-            if not isinstance(outcome, _Quarantined):
-                return outcome
+        leases: list[Lease] = []
+        while count > 0:
+            outcome = await coalescer.submit(ClaimRequest(worker_id, lease_seconds, count))
+            leases += outcome.leases
+            count = outcome.quarantined  # as many as were dead-lettered: ask again
+        return leases
 
     async def _claim_batch(
         self, types: TypeKey, batch: list[ClaimRequest]
     ) -> list[ClaimOutcome]:
-        now = self._clock()
-        type_list = None if types is None else list(types)
-        if len(batch) == 1:
-            request = batch[0]
-            args: list[object] = [now, request.lease_seconds, request.worker_id]
-            sql = self._sql.claim_any
-            if type_list is not None:
-                sql = self._sql.claim_types
-                args.append(type_list)
+        groups: dict[tuple[str, float], list[int]] = {}
+        for index, request in enumerate(batch):
+            groups.setdefault((request.worker_id, request.lease_seconds), []).append(index)
+        outcomes: list[ClaimOutcome | None] = [None] * len(batch)
+        for (worker_id, lease_seconds), members in groups.items():
+            rows = await self._claim_rows(
+                types, worker_id, lease_seconds, sum(batch[i].count for i in members)
+            )
+            rows.sort(key=_claim_order)
+            position = 0
+            for index in members:
+                taken = rows[position : position + batch[index].count]
+                position += len(taken)
+                outcomes[index] = await self._leases_from(taken)
+        return [outcome for outcome in outcomes if outcome is not None]
 
-            async def one(conn: asyncpg.Connection, _: int) -> list[asyncpg.Record]:
-                row = await conn.fetchrow(sql, *args)
-                return [] if row is None else [row]
+    async def _claim_rows(
+        self, types: TypeKey, worker_id: str, lease_seconds: float, count: int
+    ) -> list[asyncpg.Record]:
+        args: list[object] = [self._clock(), lease_seconds, worker_id, count]
+        sql = self._sql.claim_any
+        if types is not None:
+            sql = self._sql.claim_types
+            args.append(list(types))
+        return await self._lanes[types].run(lambda conn, _: conn.fetch(sql, *args))
 
-            rows = await self._lanes[types].run(one)
-            by_slot = dict.fromkeys([1], rows[0]) if rows else {}
-        else:
-            leases = [request.lease_seconds for request in batch]
-            workers = [request.worker_id for request in batch]
-            args = [now, leases, workers, len(batch)]
-            sql = self._sql.claim_batch_any
-            if type_list is not None:
-                sql = self._sql.claim_batch_types
-                args.append(type_list)
-            rows = await self._lanes[types].run(lambda conn, _: conn.fetch(sql, *args))
-            by_slot = {row["slot"]: row for row in rows}
-        outcomes: list[ClaimOutcome] = []
-        for slot in range(1, len(batch) + 1):
-            row = by_slot.get(slot)
-            if row is None:
-                outcomes.append(None)
-                continue
+    async def _leases_from(self, rows: list[asyncpg.Record]) -> ClaimOutcome:
+        leases = []
+        quarantined = 0
+        for row in rows:
             try:
-                outcomes.append(lifecycle.lease_for(job_from_row(row)))
+                leases.append(lifecycle.lease_for(job_from_row(row)))
             except CorruptJob as problem:
                 await self._quarantine(row, problem)
-                outcomes.append(QUARANTINED)
-        return outcomes
+                quarantined += 1
+        return ClaimOutcome(leases, quarantined)
 
     async def _quarantine(self, row: asyncpg.Record, problem: CorruptJob) -> None:
         """Dead-letter a claimed row the codec refused, fenced by the token the claim gave it."""
@@ -125,9 +128,9 @@ class Claimer:
         await self._connector.run(lambda conn, _: conn.execute(*args))
 
     def _abandoned(self, outcome: ClaimOutcome) -> None:
-        """A claimer was cancelled while its claim was in flight: hand the job back at once."""
-        if isinstance(outcome, Lease):
-            task = asyncio.get_running_loop().create_task(self._release_quietly(outcome))
+        """A claimer was cancelled while its claim was in flight: hand its jobs back at once."""
+        for lease in outcome.leases:
+            task = asyncio.get_running_loop().create_task(self._release_quietly(lease))
             self._releasing.add(task)
             task.add_done_callback(self._releasing.discard)
 
@@ -139,3 +142,8 @@ class Claimer:
         """Claims in flight, and releases of abandoned claims."""
         tasks = [task for coalescer in self._coalescers.values() for task in coalescer.in_flight()]
         return tasks + list(self._releasing)
+
+
+def _claim_order(row: asyncpg.Record) -> tuple[int, float, int]:
+    """The order of the claim index: highest priority, then earliest due, then oldest."""
+    return -row["priority"], row["not_before"], row["seq"]

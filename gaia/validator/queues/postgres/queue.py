@@ -185,29 +185,55 @@ class PostgresQueue(Queue):
         lease_seconds: float = 30.0,
         wait: float = 0.0,
     ) -> Lease | None:
+        leases = await self._claim_waiting(worker_id, 1, types, lease_seconds, wait)
+        return leases[0] if leases else None
+
+    async def claim_many(
+        self,
+        worker_id: str,
+        count: int,
+        *,
+        types: Collection[str] | None = None,
+        lease_seconds: float = 30.0,
+        wait: float = 0.0,
+    ) -> list[Lease]:
+        """Up to ``count`` jobs, best first, in one claim statement (shared with concurrent
+        claims of this process); waits up to ``wait`` s for the first."""
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        return await self._claim_waiting(worker_id, count, types, lease_seconds, wait)
+
+    async def _claim_waiting(
+        self,
+        worker_id: str,
+        count: int,
+        types: Collection[str] | None,
+        lease_seconds: float,
+        wait: float,
+    ) -> list[Lease]:
         self._check_open()
         wanted = None if types is None else tuple(sorted(set(types)))
         if wanted is not None and not wanted:
-            return None
+            return []
         signal = self._listener.signal
         if wait > 0:
             self._listener.start()
         deadline = time.monotonic() + wait
         while not self._closed:
             since = signal.epoch
-            lease = await self._claimer.claim_now(worker_id, wanted, lease_seconds)
-            if lease is not None or self._closed:
-                return lease
+            leases = await self._claimer.claim_now(worker_id, wanted, lease_seconds, count)
+            if leases or self._closed:
+                return leases
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return None
+                return []
             next_due = await self._next_due(wanted)
             if next_due is not None:
                 remaining = min(remaining, max(MIN_RECHECK, next_due - self._clock()))
             if not self._listener.connected:
                 remaining = min(remaining, POLL_WHILE_DISCONNECTED)
             await signal.wait(since, remaining)
-        return None
+        return []
 
     async def _next_due(self, types: tuple[str, ...] | None) -> float | None:
         if types is None:
