@@ -40,6 +40,7 @@ SESSION_SETTINGS = {
     "enable_bitmapscan": "off",
     "enable_hashjoin": "off",
     "enable_mergejoin": "off",
+    "plan_cache_mode": "force_generic_plan",
 }
 """Planner settings for the queue's pooled sessions, which run only the queue's statements; each
 statement has a plain index path (the claim order, the primary key, a partial index), and these
@@ -51,7 +52,11 @@ settings keep the planner on it whatever the statistics say:
   0.5 ms per claim at 5,000 queued jobs);
 - asyncpg prepares every statement, and after five runs PostgreSQL may switch to a generic plan,
   which cannot see a batch's LIMIT: it then joined the claimed ids back to the table with a hash
-  join over a full scan (170 ms instead of 0.2 ms per batch claim at 200,000 queued jobs).
+  join over a full scan (170 ms instead of 0.2 ms per batch claim at 200,000 queued jobs);
+- ``plan_cache_mode = force_generic_plan``: each statement is planned once per connection. Left
+  to choose, PostgreSQL kept re-planning the claim and completion for every batch in some runs
+  (a fifth of the server's CPU), depending on the statistics when it decided. Every statement's
+  generic plan is checked by tests/queues/test_postgres_plans.py.
 """
 
 FIRST_BACKOFF = 0.05

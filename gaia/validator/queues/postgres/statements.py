@@ -231,8 +231,8 @@ def statements_for(schema: str) -> Statements:
         ),
         stats_counts=f"SELECT type, status, count(*) AS n FROM {jobs} GROUP BY type, status",
         stats_ages=(
-            f"SELECT (SELECT min(not_before) FROM {jobs}"
-            f"  WHERE status IN {CLAIMABLE} AND not_before <= $1::float8) AS oldest_due,"
+            f"SELECT (SELECT first.not_before FROM ({next_due.format(types='')}) AS first"
+            "  WHERE first.not_before <= $1::float8) AS oldest_due,"
             f" (SELECT count(*) FROM {jobs}"
             "  WHERE status = 'running' AND lease_expires_at < $1::float8) AS expired"
         ),
