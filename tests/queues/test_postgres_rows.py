@@ -12,6 +12,7 @@ from gaia.validator.core import CorruptJob, Job, JobError, Progress, lifecycle, 
 from gaia.validator.core.codec import job_to_record
 from gaia.validator.queues.postgres.rows import (
     completed_copy,
+    decode_json,
     insert_arguments,
     insert_arrays,
     job_from_row,
@@ -67,3 +68,21 @@ def test_completed_copy_is_the_lifecycle_rule() -> None:
     running = lifecycle.claimed(new_job("kind.plain", {"a": 1}, now=5.0), "w", 6.0, 30.0)
     assert completed_copy(running, 7.0, [1, 2]) == lifecycle.completed(running, 7.0, [1, 2])
     assert running.status.value == "running"  # the original is untouched
+
+
+def test_json_decoding_matches_the_standard_parser() -> None:
+    for text in ("{}", '{"a": [1, 2.5, null, true]}', "[]", '"s"', "3", "null"):
+        assert decode_json(text) == json.loads(text)
+    first, second = decode_json("{}"), decode_json("{}")
+    assert isinstance(first, dict)
+    first["x"] = 1
+    assert second == {}, "each empty object is a new dict"
+    with pytest.raises(ValueError):
+        decode_json("{not json")
+
+
+def test_direct_decoding_still_validates_the_job() -> None:
+    record = job_to_record(new_job("kind.plain", {"a": 1}, now=5.0))
+    record["type"] = "Not A Type"  # only a writer bypassing the table's domains could store it
+    with pytest.raises(CorruptJob, match="type"):
+        job_from_row(record)

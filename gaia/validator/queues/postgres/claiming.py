@@ -87,18 +87,32 @@ class Claimer:
         groups: dict[tuple[str, float], list[int]] = {}
         for index, request in enumerate(batch):
             groups.setdefault((request.worker_id, request.lease_seconds), []).append(index)
-        outcomes: list[ClaimOutcome | None] = [None] * len(batch)
+        outcomes: list[ClaimOutcome] = []
+        order: list[int] = []
         for (worker_id, lease_seconds), members in groups.items():
             rows = await self._claim_rows(
                 types, worker_id, lease_seconds, sum(batch[i].count for i in members)
             )
-            rows.sort(key=_claim_order)
+            if len(rows) > 1:
+                rows.sort(key=_claim_order)
             position = 0
             for index in members:
-                taken = rows[position : position + batch[index].count]
-                position += len(taken)
-                outcomes[index] = await self._leases_from(taken)
-        return [outcome for outcome in outcomes if outcome is not None]
+                count = batch[index].count
+                leases: list[Lease] = []
+                quarantined = 0
+                for row in rows[position : position + count]:
+                    try:
+                        leases.append(lifecycle.lease_for(job_from_row(row)))
+                    except CorruptJob as problem:
+                        await self._quarantine(row, problem)
+                        quarantined += 1
+                position += count
+                outcomes.append(ClaimOutcome(leases, quarantined))
+                order.append(index)
+        if len(groups) == 1:
+            return outcomes
+        by_request = dict(zip(order, outcomes, strict=True))
+        return [by_request[index] for index in range(len(batch))]
 
     async def _claim_rows(
         self, types: TypeKey, worker_id: str, lease_seconds: float, count: int
@@ -109,17 +123,6 @@ class Claimer:
             sql = self._sql.claim_types
             args.append(list(types))
         return await self._lanes[types].run(lambda conn, _: conn.fetch(sql, *args))
-
-    async def _leases_from(self, rows: list[asyncpg.Record]) -> ClaimOutcome:
-        leases = []
-        quarantined = 0
-        for row in rows:
-            try:
-                leases.append(lifecycle.lease_for(job_from_row(row)))
-            except CorruptJob as problem:
-                await self._quarantine(row, problem)
-                quarantined += 1
-        return ClaimOutcome(leases, quarantined)
 
     async def _quarantine(self, row: asyncpg.Record, problem: CorruptJob) -> None:
         """Dead-letter a claimed row the codec refused, fenced by the token the claim gave it."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -22,7 +21,7 @@ import asyncpg
 
 from gaia.validator.core.errors import GaiaError, QueueClosed
 from gaia.validator.queues.postgres.options import ParsedURL
-from gaia.validator.queues.postgres.rows import encode_json
+from gaia.validator.queues.postgres.rows import decode_json, encode_json
 
 T = TypeVar("T")
 Operation = Callable[[asyncpg.Connection, int], Awaitable[T]]
@@ -91,7 +90,7 @@ def backoff(attempt: int) -> float:
 async def prepare_connection(connection: asyncpg.Connection) -> None:
     """Every connection decodes JSONB to Python values and encodes them as compact JSON."""
     await connection.set_type_codec(
-        "jsonb", encoder=encode_json, decoder=json.loads, schema="pg_catalog"
+        "jsonb", encoder=encode_json, decoder=decode_json, schema="pg_catalog"
     )
 
 
