@@ -139,6 +139,11 @@ async def test_upgrading_from_version_1_keeps_jobs_and_moves_checks_to_domains(
                 " WHERE conrelid = 'gaia_queue.jobs'::regclass AND contype = 'c'"
             )
             assert checks == 0, "no CHECK constraint left for every UPDATE to evaluate"
+            trigger = await connection.fetchval(
+                "SELECT pg_get_triggerdef(oid) FROM pg_trigger"
+                " WHERE tgname = 'jobs_became_claimable'"
+            )
+            assert "AFTER UPDATE OF not_before" in trigger, trigger
             with pytest.raises(asyncpg.CheckViolationError):
                 await connection.execute(
                     "UPDATE gaia_queue.jobs SET type = 'Bad Type' WHERE id = $1", job.id

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 from harness_postgres import raw_execute
 
-from gaia.validator.core import Lease, new_job
+from gaia.validator.core import JobError, Lease, new_job
 from gaia.validator.queues import open_queue
 from gaia.validator.queues.postgres import PostgresQueue
 
@@ -93,6 +93,39 @@ async def test_retry_and_release_wake_the_claimer(
     await waiter.release(again)
     last = await waiting
     assert last is not None and last.job_id == job.id and last.job.attempts == 2
+
+
+async def test_requeue_reap_and_plain_sql_updates_wake_the_claimer(
+    pair: tuple[PostgresQueue, PostgresQueue],
+) -> None:
+    """The claimable trigger fires on UPDATEs that set not_before: every statement of the queue
+    that makes a job claimable sets it, and so must any other writer."""
+    waiter, producer = pair
+    job = await producer.enqueue(new_job("test.noop", {}))
+    held = await producer.claim("holder")
+    assert held is not None
+    await producer.fail(held, JobError("bad"))
+    waiting = await parked(waiter)
+    await producer.requeue(job.id)
+    requeued = await waiting
+    assert requeued is not None and requeued.job_id == job.id
+    await waiter.fail(requeued, JobError("bad again"))
+    waiting = await parked(waiter)
+    await raw_execute(
+        producer,
+        "UPDATE gaia_queue.jobs SET status = 'queued', not_before = 0 WHERE id = $1",
+        job.id,
+    )
+    by_sql = await waiting
+    assert by_sql is not None and by_sql.job_id == job.id
+    await waiter.release(by_sql)
+    expiring = await producer.claim("short", lease_seconds=0.05)
+    assert expiring is not None
+    await asyncio.sleep(0.1)
+    waiting = await parked(waiter)
+    assert await producer.reap() == 1
+    reaped = await waiting
+    assert reaped is not None and reaped.job_id == job.id
 
 
 async def test_a_delayed_job_is_claimed_when_it_falls_due(
