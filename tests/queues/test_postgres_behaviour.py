@@ -362,3 +362,21 @@ async def test_claim_many_replaces_a_corrupt_row_with_the_next_job(
     assert [lease.job_id for lease in leases] == [jobs[1].id, jobs[2].id]
     dead = await pg.get(jobs[0].id)
     assert dead is not None and dead.status is JobStatus.DEAD
+
+
+
+async def test_a_connection_let_go_while_closing_goes_back_once(postgres_url: str) -> None:
+    """A lane gives its connection back after a second idle, in a task, and a close gives back
+    every held connection: when both run at once, the connection goes back to the pool once."""
+    from gaia.validator.queues.postgres.connection import Connector
+    from gaia.validator.queues.postgres.options import parse_postgres_url
+
+    connector = Connector(parse_postgres_url(postgres_url))
+    await connector.open()
+    held = await connector.hold()
+    await asyncio.gather(connector.unhold(held), connector.unhold(held))  # raised before
+    again = await connector.hold()  # the pool still hands out working connections
+    assert await again.fetchval("SELECT 1") == 1
+    await connector.close()
+    with pytest.raises(QueueClosed):
+        await connector.hold()

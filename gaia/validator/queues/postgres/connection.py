@@ -166,6 +166,9 @@ class Connector:
         return connection
 
     async def unhold(self, connection: asyncpg.Connection, *, broken: bool = False) -> None:
+        """Give a held connection back (once: a lane letting go and a close may both try)."""
+        if connection not in self._held:
+            return
         self._held.discard(connection)
         if broken:
             with contextlib.suppress(asyncpg.InterfaceError):
