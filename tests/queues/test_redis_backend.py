@@ -11,6 +11,7 @@ from clock import FakeClock
 
 from gaia.validator.core import (
     InvalidTransition,
+    Job,
     JobError,
     JobStatus,
     LeaseLost,
@@ -305,3 +306,47 @@ async def test_close_ends_a_waiting_claim_and_refuses_further_calls(open_redis: 
         await queue.stats()
     with pytest.raises(QueueClosed):
         await queue.claim("w")
+
+
+async def test_every_step_returns_the_job_as_stored(open_redis: Opener, clock: FakeClock) -> None:
+    """The client builds returned jobs from compact replies; each must equal a fresh read."""
+    queue = await open_redis()
+
+    async def same(job: object) -> None:
+        assert isinstance(job, Job)
+        assert await queue.get(job.id) == job
+
+    unusual = new_job(
+        "kind.a",
+        {"x": [1, 2.5, "y"]},
+        priority=7,
+        dedupe_key="key with spaces",
+        max_attempts=4,
+        timeout=12.5,
+        memory_mb=64,
+        correlation_id="corr",
+        metadata={"m": {}},
+        now=clock(),
+    )
+    for job in await queue.enqueue_many([unusual, new_job("kind.a", {}, now=clock())]):
+        await same(job)
+    lease = await queue.claim("worker with spaces", lease_seconds=7)
+    assert lease is not None and lease.job_id == unusual.id
+    await same(lease.job)
+    clock.advance(1)
+    lease = await queue.heartbeat(lease, lease_seconds=9, progress=Progress(1, 2, "m"))
+    await same(lease.job)
+    await same(await queue.retry(lease, at=clock() + 5, error=JobError("e", "k", "tb")))
+    clock.advance(6)
+    lease = await queue.claim("w2")
+    assert lease is not None and lease.job.error == JobError("e", "k", "tb")
+    await same(lease.job)
+    await same(await queue.release(lease))
+    lease = await queue.claim("w3")
+    assert lease is not None
+    await same(await queue.complete(lease, {"r": (1, 2)}))
+    other = await queue.claim("w4")
+    assert other is not None
+    await same(await queue.fail(other, JobError("no")))
+    await same(await queue.requeue(other.job_id))
+    await same(await queue.cancel(other.job_id))

@@ -1,10 +1,11 @@
 """Connections to the Redis server: function calls with reconnect-and-backoff, blocking waits.
 
-Two clients share the URL: one for commands and function calls (each pipeline borrows a pooled
-connection), one for the blocking BLPOP of waiting claimers, so an idle claimer never holds a
-connection the others need. redis-py's own retry is off: this module decides what is re-sent,
-and tells each function when a call is a re-send after a lost reply (the function then accepts
-finding its step already applied), so reconnecting never applies a step twice.
+Three connections share the URL: the function calls' own pipelined one (:mod:`.wire`), a
+redis-py client for plain commands and loading the library, and one for the blocking BLPOP of
+waiting claimers, so an idle claimer never holds a connection the others need. redis-py's own
+retry is off: this module decides what is re-sent, and tells each function when a call is a
+re-send after a lost reply (the function then accepts finding its step already applied), so
+reconnecting never applies a step twice.
 
 Function calls are batched and pipelined automatically (:mod:`.pipelining`).
 """
@@ -42,6 +43,7 @@ from gaia.validator.queues.redis.pipelining import (
     no_arguments,
 )
 from gaia.validator.queues.redis.records import number_text
+from gaia.validator.queues.redis.wire import Wire
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +66,11 @@ class RedisLink:
             (ttl, "" if ttl is None else str(expire_seconds(ttl)))
             for ttl in (options.result_ttl, options.dead_ttl)
         ]
+        self._wire = Wire(
+            options.server_url, timeout=options.timeout, connect_timeout=min(options.timeout, 10.0)
+        )
         self._calls = FunctionCalls(
-            self._client, options.keys.prefix, self._header, clock, translate
+            self._client, self._wire, options.keys.prefix, self._header, clock, translate
         )
         self._closed = False
 
@@ -111,8 +116,15 @@ class RedisLink:
         group_arguments: GroupArguments = no_arguments,
     ) -> Ran:
         """Run ``item`` through function ``step`` in this turn's call for ``group``."""
+        if self._closed:
+            self.check_open()
+        try:  # the first attempt, without the retry loop's set-up (the hot path)
+            return await self._calls.batched(step, group, group_arguments, item, False)
+        except TRANSIENT as error:
+            failed = error
         return await self.reconnecting(
-            lambda resent: self._calls.batched(step, group, group_arguments, item, resent)
+            lambda resent: self._calls.batched(step, group, group_arguments, item, resent),
+            failed=failed,
         )
 
     async def single(self, step: str, arguments: GroupArguments) -> Ran:
@@ -121,7 +133,7 @@ class RedisLink:
 
     async def stream(self, step: str, calls: Callable[[], Iterable[Sequence[str]]]) -> list[Ran]:
         """Calls of function ``step`` built lazily by ``calls()``, streamed in order."""
-        return await self.reconnecting(lambda resent: self._calls.stream(step, calls(), resent))
+        return await self.reconnecting(lambda resent: self._calls.stream(step, calls, resent))
 
     async def command(self, *words: str) -> Reply:
         """A plain (idempotent) command, re-sent after reconnecting if need be."""
@@ -132,13 +144,22 @@ class RedisLink:
 
         return await self.reconnecting(run)
 
-    async def reconnecting(self, operation: Callable[[bool], Awaitable[T]]) -> T:
-        """``operation(resent)``; on connection loss wait with backoff and call it again."""
+    async def reconnecting(
+        self, operation: Callable[[bool], Awaitable[T]], failed: Exception | None = None
+    ) -> T:
+        """``operation(resent)``; on connection loss wait with backoff and call it again.
+
+        ``failed``: the error of a first attempt the caller made itself (so the next is a
+        re-send, after the first backoff).
+        """
         started = time.monotonic()
         attempt = 0
         while True:
             self.check_open()
             try:
+                if failed is not None:
+                    error, failed = failed, None
+                    raise error
                 return await operation(attempt > 0)
             except TRANSIENT as error:
                 if self._closed:
@@ -173,6 +194,7 @@ class RedisLink:
         if self._closed:
             return
         self._closed = True
+        self._wire.close()
         await self._client.aclose()
         await self._waiter.aclose()
 

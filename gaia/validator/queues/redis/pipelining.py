@@ -1,29 +1,30 @@
 """Function calls, batched per step and pipelined per event-loop turn.
 
 The calls made during one turn of the event loop (say, ten worker slots each completing a job)
-go to the server as one pipeline: one write and one read on one pooled connection. Calls of a
+go to the server as one write on the queue's pipelined connection (:mod:`.wire`). Calls of a
 *batched* step that agree on the step's group arguments (claims of the same job types and lease
 length; completes; ...) become a single FCALL carrying each caller's item, so the server runs
 the function once for all of them and each caller gets its own entry of the reply, or its own
-error. Commands are packed here (RESP, with the constant words of each function packed once),
-which costs a fraction of redis-py's general-purpose pipeline.
+error. Commands are packed here (RESP, with the constant words of each function packed once).
 
 Every FCALL starts with the common header (now, re-sent flag, retention times) built when the
-pipeline is sent; each caller receives the ``now`` its call ran with. An error reply saying the
-library is missing (the server lost its functions: a restart without persistence, a FUNCTION
+turn's calls are sent; each caller receives the ``now`` its call ran with. An error reply saying
+the library is missing (the server lost its functions: a restart without persistence, a FUNCTION
 FLUSH) reloads the library and sends exactly the calls that did not run again.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gaia.validator.queues.redis.scripts import LIBRARY_TEXT, function_name
+from gaia.validator.queues.redis.wire import Wire, pack_words
 
 Reply = object
 Ran = tuple[Reply, float]  # a reply, and the `now` its call ran with
@@ -42,13 +43,14 @@ class FunctionCalls:
     def __init__(
         self,
         client: Redis,
+        wire: Wire,
         prefix: str,
         header: Header,
         clock: Callable[[], float],
         translate: Callable[[ResponseError], Exception],
     ) -> None:
         self._client = client
-        self._pool: ConnectionPool = client.connection_pool
+        self._wire = wire
         self._header = header
         self._clock = clock
         self._translate = translate
@@ -96,24 +98,39 @@ class FunctionCalls:
         self._schedule()
         return batch.add(())
 
-    async def stream(self, step: str, calls: Iterable[Sequence[str]], resent: bool) -> list[Ran]:
-        """Calls of ``step`` with these arguments, in order on one connection, each sent as soon
-        as it is built (the server runs one while the next is packed). Replies in order; error
-        replies are returned, not raised."""
+    async def stream(
+        self, step: str, calls: Callable[[], Iterable[Sequence[str]]], resent: bool
+    ) -> list[Ran]:
+        """Calls of ``step`` with the arguments ``calls()`` yields, in order, each written as
+        soon as it is packed (the server runs one while the next is packed). Replies in order;
+        error replies are returned, not raised."""
+        await self._wire.open()
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Reply]] = []
         sent: list[float] = []
-
-        def packed() -> Iterable[bytes]:
-            for arguments in calls:
+        try:
+            for arguments in calls():
                 now = self._clock()
-                sent.append(now)
                 words = [*self._header(now, resent), *arguments]
-                yield b"".join([b"*%d\r\n" % (4 + len(words)), self._head(step), _pack(words)])
-
-        replies = await self._exchange_stream(packed())
+                future: asyncio.Future[Reply] = loop.create_future()
+                self._wire.send(
+                    b"".join([b"*%d\r\n" % (4 + len(words)), self._head(step), pack_words(words)]),
+                    [_resolver(future)],
+                )
+                futures.append(future)
+                sent.append(now)
+            replies = [await future for future in futures]
+        except BaseException:
+            for future in futures:  # retrieve what the broken connection set
+                if future.done() and not future.cancelled():
+                    future.exception()
+            raise
+        for reply in replies:
+            if isinstance(reply, (RedisConnectionError, RedisTimeoutError)):
+                raise reply
         if any(_missing_library(reply) for reply in replies):
             await self.load()  # none of them ran: run them all again
-            sent.clear()
-            replies = await self._exchange_stream(packed())
+            return await self.stream(step, calls, resent)
         return list(zip(replies, sent, strict=True))
 
     # -- sending ---------------------------------------------------------------------------
@@ -127,31 +144,32 @@ class FunctionCalls:
         calls = [*self._batches.values(), *self._singles]
         self._batches, self._singles = {}, []
         now = self._clock()
-        headers = {resent: self._header(now, resent) for resent in (False, True)}
+        headers: dict[bool, list[str]] = {}
         sendable: list[_Batch] = []
         packed: list[bytes] = []
         for call in calls:
+            header = headers.get(call.resent)
+            if header is None:
+                header = headers[call.resent] = self._header(now, call.resent)
             try:
-                packed.append(call.pack(headers[call.resent], now))
+                packed.append(call.pack(header, now))
             except Exception as error:  # arguments that cannot be packed fail their own call
                 call.fail(error)
                 continue
             sendable.append(call)
         if not sendable:
             return
-        task = asyncio.create_task(self._send(sendable, packed, now))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        if self._wire.ready:
+            self._send(sendable, packed, now)
+        else:
+            task = asyncio.create_task(self._open_and_send(sendable, packed, now))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
-    async def _send(self, calls: list[_Batch], packed: list[bytes], now: float) -> None:
+    async def _open_and_send(self, calls: list[_Batch], packed: list[bytes], now: float) -> None:
         try:
-            replies = await self._exchange(packed)
-            missing = [n for n, reply in enumerate(replies) if _missing_library(reply)]
-            if missing:
-                await self.load()
-                again = await self._exchange([packed[n] for n in missing])
-                for n, reply in zip(missing, again, strict=True):
-                    replies[n] = reply
+            await self._wire.open()
+            self._send(calls, packed, now)
         except asyncio.CancelledError:
             for call in calls:
                 call.cancel()
@@ -159,34 +177,34 @@ class FunctionCalls:
         except Exception as error:
             for call in calls:
                 call.fail(error)
-            return
-        for call, reply in zip(calls, replies, strict=True):
-            call.resolve(reply, now, self._translate)
 
-    async def _exchange(self, packed: list[bytes]) -> list[Reply]:
-        connection = await _borrow(self._pool)
-        try:
-            await connection.send_packed_command(b"".join(packed), False)
-            return [await _read(connection) for _ in packed]
-        except BaseException:
-            await connection.disconnect()
-            raise
-        finally:
-            await self._pool.release(connection)
+    def _send(self, calls: list[_Batch], packed: list[bytes], now: float) -> None:
+        self._wire.send(
+            b"".join(packed),
+            [self._on_reply(call, data, now) for call, data in zip(calls, packed, strict=True)],
+        )
 
-    async def _exchange_stream(self, packed: Iterable[bytes]) -> list[Reply]:
-        connection = await _borrow(self._pool)
+    def _on_reply(self, call: _Batch, data: bytes, now: float) -> Callable[[Reply], None]:
+        def on_reply(reply: Reply) -> None:
+            if _missing_library(reply):
+                task = asyncio.create_task(self._reload_and_send(call, data, now))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+            elif isinstance(reply, (RedisConnectionError, RedisTimeoutError)):
+                call.fail(reply)
+            else:
+                call.resolve(reply, now, self._translate)
+
+        return on_reply
+
+    async def _reload_and_send(self, call: _Batch, data: bytes, now: float) -> None:
+        """The library was missing: load it, then send the call (which did not run) again."""
         try:
-            count = 0
-            for command in packed:
-                await connection.send_packed_command(command, False)
-                count += 1
-            return [await _read(connection) for _ in range(count)]
-        except BaseException:
-            await connection.disconnect()
-            raise
-        finally:
-            await self._pool.release(connection)
+            await self.load()
+            await self._wire.open()
+            self._wire.send(data, [self._on_reply(call, data, now)])
+        except Exception as error:
+            call.fail(error)
 
 
 class _Batch:
@@ -205,7 +223,7 @@ class _Batch:
 
     def add(self, item: Sequence[str]) -> asyncio.Future[Ran]:
         future: asyncio.Future[Ran] = asyncio.get_running_loop().create_future()
-        self.parts.append(_pack(item))
+        self.parts.append(pack_words(item))
         self.words += len(item)
         self.futures.append(future)
         return future
@@ -215,7 +233,7 @@ class _Batch:
         if self.batched:
             words.append(str(len(self.futures)))
         total = 4 + len(words) + self.words
-        return b"".join([b"*%d\r\n" % total, self.head, _pack(words), *self.parts])
+        return b"".join([b"*%d\r\n" % total, self.head, pack_words(words), *self.parts])
 
     def resolve(
         self, reply: Reply, now: float, translate: Callable[[ResponseError], Exception]
@@ -248,31 +266,13 @@ class _Batch:
             future.cancel()
 
 
-def _pack(words: Sequence[str]) -> bytes:
-    """RESP bulk strings of ``words``."""
-    parts = []
-    for word in words:
-        data = word.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
 def _missing_library(reply: Reply) -> bool:
     return isinstance(reply, ResponseError) and _MISSING_LIBRARY in str(reply).lower()
 
 
-async def _read(connection: AbstractConnection) -> Reply:
-    """The next reply; an error reply is returned, not raised."""
-    try:
-        reply: Reply = await connection.read_response()
-    except ResponseError as error:
-        return error
-    return reply
+def _resolver(future: asyncio.Future[Reply]) -> Callable[[Reply], None]:
+    def on_reply(reply: Reply) -> None:
+        if not future.done():
+            future.set_result(reply)
 
-
-async def _borrow(pool: ConnectionPool) -> AbstractConnection:
-    borrow: Callable[..., Awaitable[AbstractConnection]] = pool.get_connection
-    try:
-        return await borrow()
-    except TypeError:  # redis-py < 5.3 wants a command name
-        return await borrow("FCALL")
+    return on_reply

@@ -18,13 +18,16 @@ from gaia.validator.core.queue import Lease, Queue, QueueStats
 from gaia.validator.core.status import JobStatus
 from gaia.validator.queues.redis.connection import RedisLink, translate
 from gaia.validator.queues.redis.options import RedisOptions
+from gaia.validator.queues.redis.pipelining import GroupArguments
 from gaia.validator.queues.redis.records import (
     decode_claimed,
+    decode_completed,
     decode_hash,
     decode_settled,
     enqueue_arguments,
     error_text,
     json_text,
+    new_lease,
     number_text,
     pairs,
 )
@@ -44,6 +47,8 @@ STATUS_ORDER = (
 )  # the order of STATUSES in the Lua library
 _EXHAUSTED = error_text(JobError("no attempt left", kind=lifecycle.EXHAUSTED))
 _AS_IS = (type(None), str, int, bool, float)  # results whose JSON round trip is the identity
+CLAIM_GROUPS_KEPT = 64
+_ClaimGroup = tuple[tuple[tuple[str, ...], float], GroupArguments]  # batching key, its arguments
 
 
 class RedisQueue(Queue):
@@ -57,6 +62,7 @@ class RedisQueue(Queue):
         self.keys = options.keys
         self._link = link
         self._clock = clock
+        self._claim_groups: dict[tuple[tuple[str, ...], float], _ClaimGroup] = {}
 
     async def _job(self, step: str, *arguments: str) -> Job:
         reply, _ = await self._link.single(step, lambda now: arguments)
@@ -151,7 +157,9 @@ class RedisQueue(Queue):
         call, served in the order they were made. Waits up to ``wait`` seconds for the first
         job; returns as soon as any could be claimed.
         """
-        self._link.check_open()
+        link = self._link
+        if link.closed:
+            link.check_open()
         if not worker_id:
             raise ValueError("worker_id must be a non-empty string")
         if count < 1:
@@ -161,22 +169,35 @@ class RedisQueue(Queue):
         subscribed = None if types is None else tuple(sorted(set(types)))
         if subscribed is not None and not subscribed:
             raise ValueError("types must name at least one job type, or be None for every type")
-        deadline = time.monotonic() + max(0.0, wait)
+        started = time.monotonic() if wait > 0 else 0.0
+        group = self._claim_group(subscribed or (), lease_seconds)
         while True:
-            leases, next_due = await self._claim_now(
-                worker_id, count, subscribed or (), lease_seconds
-            )
-            if leases or self._link.closed:
+            leases, next_due = await self._claim_now(worker_id, count, group, lease_seconds)
+            if leases or wait <= 0 or link.closed:
                 return leases
-            remaining = deadline - time.monotonic()
+            remaining = started + wait - time.monotonic()
             if remaining <= 0:
                 return []
             if next_due is not None:
                 remaining = min(remaining, max(0.0, next_due - self._clock()))
             if remaining > 0:
-                await self._link.wait(self._wake_keys(subscribed), remaining)
-            if self._link.closed:
+                await link.wait(self._wake_keys(subscribed), remaining)
+            if link.closed:
                 return []  # closed while waiting: the claim ends empty
+
+    def _claim_group(self, types: tuple[str, ...], lease_seconds: float) -> _ClaimGroup:
+        """The batching group of claims of ``types`` with ``lease_seconds`` (kept for reuse)."""
+        key = (types, lease_seconds)
+        group = self._claim_groups.get(key)
+        if group is None:
+            if len(self._claim_groups) >= CLAIM_GROUPS_KEPT:
+                self._claim_groups.clear()
+
+            def group_arguments(now: float) -> list[str]:
+                return [number_text(now + lease_seconds), str(len(types)), *types]
+
+            group = self._claim_groups[key] = (key, group_arguments)
+        return group
 
     def _wake_keys(self, types: tuple[str, ...] | None) -> list[str]:
         if types is None:
@@ -184,19 +205,13 @@ class RedisQueue(Queue):
         return [self.keys.wake(job_type) for job_type in types]
 
     async def _claim_now(
-        self, worker_id: str, count: int, types: tuple[str, ...], lease_seconds: float
+        self, worker_id: str, count: int, group: _ClaimGroup, lease_seconds: float
     ) -> tuple[list[Lease], float | None]:
         """Leases claimed now, and the due time of the next delayed job when none was."""
-
-        def group_arguments(now: float) -> list[str]:
-            return [number_text(now + lease_seconds), str(len(types)), *types]
-
+        key, group_arguments = group
         while True:
             entry, now = await self._link.batched(
-                "claim",
-                [worker_id, str(count)],
-                group=(types, lease_seconds),
-                group_arguments=group_arguments,
+                "claim", [worker_id, str(count)], group=key, group_arguments=group_arguments
             )
             assert isinstance(entry, list)
             next_due = float(entry[0]) if entry[0] else None
@@ -207,12 +222,20 @@ class RedisQueue(Queue):
                 job_id, spec, state, error = entry[at : at + CLAIMED_WIDTH]
                 job_id = job_id.decode()
                 try:
-                    job = decode_claimed(job_id, spec, state, error)
+                    job = decode_claimed(
+                        job_id,
+                        spec,
+                        state,
+                        error,
+                        now=now,
+                        expires=expires,
+                        worker_id=worker_id,
+                    )
                 except CorruptJob as exc:
                     await self._bury(job_id, state, exc)
                     buried += 1
                     continue
-                leases.append(Lease(job, job.lease_token, worker_id, expires))
+                leases.append(new_lease(job, worker_id, expires))
             if leases or not buried:
                 return leases, next_due
             # Every claimed record was undecodable and is now dead-lettered: try again.
@@ -253,10 +276,11 @@ class RedisQueue(Queue):
 
     async def complete(self, lease: Lease, result: JSONValue = None) -> Job:
         text = json_text(result)
-        entry, _ = await self._link.batched("complete", [lease.job_id, str(lease.token), text])
+        job = lease.job
+        entry, now = await self._link.batched("complete", [job.id, str(lease.token), text])
         assert isinstance(entry, list)
         stored = result if type(result) in _AS_IS else json.loads(text)
-        return decode_settled(lease.job, entry, {"result": stored})
+        return decode_completed(job, entry, now, stored)
 
     async def retry(
         self, lease: Lease, *, at: float, error: JobError | None = None, count_attempt: bool = True

@@ -2,9 +2,10 @@
 
 Fields of the hash ``job:<id>``:
 
-- ``spec``: JSON of the fields no step changes (id, payload, metadata, dedupe_key, timeout,
-  memory_mb, correlation_id, created_at), and of the enqueue-time ``error``, ``result`` and
-  ``progress`` when not null;
+- ``spec``: JSON of the fields no step changes: id, payload, created_at, and metadata,
+  dedupe_key, timeout, memory_mb, correlation_id unless they have their default value (empty,
+  null, 300, 0, the id); and the enqueue-time ``error``, ``result`` and ``progress`` when not
+  null. Leaving defaults out keeps it short: a claim sends it back and the client decodes it;
 - ``state``: the small fields that change, as one line of text, space-separated, in the order of
   :data:`STATE_FIELDS`: times are exact float text (Python's ``repr``, copied verbatim by the Lua
   functions, so they survive exactly; empty = null), ``dedupe`` is 1 when the job holds its
@@ -27,14 +28,40 @@ from collections.abc import Callable, Mapping
 
 from gaia.validator.core.codec import error_to_record, progress_to_record
 from gaia.validator.core.errors import CorruptJob
-from gaia.validator.core.job import Job, JobError, Progress
+from gaia.validator.core.job import (
+    DEFAULT_TIMEOUT_SECONDS,
+    Job,
+    JobError,
+    Progress,
+    validate_job,
+)
 from gaia.validator.core.json_value import JSONValue
+from gaia.validator.core.queue import Lease
 from gaia.validator.core.status import JobStatus
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _encode = _ENCODER.encode
-_decode = json.loads
+_scan: Callable[[str, int], tuple[JSONValue, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _INF = float("inf")
+_STATUSES = {status.value: status for status in JobStatus}
+_NUMBERS = (int, float)
+_NO_METADATA: dict[str, JSONValue] = {}  # marks a spec without metadata (each job gets its own {})
+_JOB_FIELDS = frozenset(Job.__dataclass_fields__)
+
+
+def _decode(raw: bytes | str) -> JSONValue:
+    """Strict JSON of ``raw``, as ``json.loads`` would read it (without its per-call setup)."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    try:
+        value: JSONValue
+        value, end = _scan(text, 0)
+    except StopIteration:
+        raise ValueError(f"not JSON: {text[:80]!r}") from None
+    if end != len(text):
+        raise ValueError(f"extra data after JSON at {end}: {text[end : end + 40]!r}")
+    return value
+
+
 STATE_FIELDS = (
     "status",
     "attempts",
@@ -63,6 +90,8 @@ def number_text(value: float) -> str:
 
 def json_text(value: JSONValue) -> str:
     """Strict JSON (no NaN), for results, errors and progress written by the functions."""
+    if value is None:
+        return "null"
     try:
         return _encode(value)
     except (TypeError, ValueError) as exc:
@@ -83,13 +112,18 @@ def enqueue_arguments(job: Job) -> list[str]:
     spec: dict[str, JSONValue] = {
         "id": job.id,
         "payload": job.payload,
-        "metadata": job.metadata,
-        "dedupe_key": job.dedupe_key,
-        "timeout": job.timeout,
-        "memory_mb": job.memory_mb,
-        "correlation_id": job.correlation_id,
         "created_at": job.created_at,
     }
+    if job.metadata:
+        spec["metadata"] = job.metadata
+    if job.dedupe_key is not None:
+        spec["dedupe_key"] = job.dedupe_key
+    if job.timeout != DEFAULT_TIMEOUT_SECONDS:
+        spec["timeout"] = job.timeout
+    if job.memory_mb:
+        spec["memory_mb"] = job.memory_mb
+    if job.correlation_id != job.id:
+        spec["correlation_id"] = job.correlation_id
     if job.error is not None:
         spec["error"] = error_to_record(job.error)
     if job.result is not None:
@@ -187,28 +221,37 @@ def _spec(spec: bytes | None) -> dict[str, object]:
         raise CorruptJob(f"job record must be a JSON object, got {type(r).__name__}")
     get = r.get
     try:
-        payload, metadata = r["payload"], r["metadata"]
-        if type(payload) is not dict or type(metadata) is not dict:
-            raise CorruptJob(f"job record payload and metadata must be objects, got {r!r:.200}")
-        return {
-            "id": _text(r["id"], "id"),
-            "payload": payload,
-            "metadata": metadata,
-            "dedupe_key": _opt_text(get("dedupe_key"), "dedupe_key"),
-            "timeout": _number(r["timeout"], "timeout"),
-            "memory_mb": _integer(r["memory_mb"], "memory_mb"),
-            "correlation_id": _text(r["correlation_id"], "correlation_id"),
-            "created_at": _number(r["created_at"], "created_at"),
-            "error": _error(get("error")),
-            "result": get("result"),
-            "progress": _progress(get("progress")),
-        }
+        job_id, payload, created_at = r["id"], r["payload"], r["created_at"]
     except KeyError as exc:
         raise CorruptJob(f"job record lacks field {exc.args[0]!r}") from None
-
-
-def _opt_float(text: str) -> float | None:
-    return float(text) if text else None
+    metadata, dedupe_key = get("metadata", _NO_METADATA), get("dedupe_key")
+    timeout, memory_mb = get("timeout", DEFAULT_TIMEOUT_SECONDS), get("memory_mb", 0)
+    correlation_id = get("correlation_id", job_id)
+    if (
+        type(job_id) is not str
+        or type(payload) is not dict
+        or type(metadata) is not dict
+        or type(timeout) not in _NUMBERS
+        or type(memory_mb) is not int
+        or type(created_at) not in _NUMBERS
+        or type(correlation_id) is not str
+        or (dedupe_key is not None and type(dedupe_key) is not str)
+    ):
+        raise CorruptJob(f"job record spec has a field of the wrong type: {r!r:.300}")
+    error, progress = get("error"), get("progress")
+    return {
+        "id": job_id,
+        "payload": payload,
+        "metadata": {} if metadata is _NO_METADATA else metadata,
+        "dedupe_key": dedupe_key,
+        "timeout": float(timeout),  # type: ignore[arg-type]
+        "memory_mb": memory_mb,
+        "correlation_id": correlation_id,
+        "created_at": float(created_at),  # type: ignore[arg-type]
+        "error": None if error is None else _error(error),
+        "result": get("result"),
+        "progress": None if progress is None else _progress(progress),
+    }
 
 
 def _state(raw: bytes | None) -> dict[str, object]:
@@ -234,29 +277,41 @@ def _state(raw: bytes | None) -> dict[str, object]:
             worker,
         ) = parts
         fields: dict[str, object] = {
-            "status": JobStatus(status),
+            "status": _STATUSES[status],
             "attempts": int(attempts),
             "lease_token": int(token),
             "not_before": float(not_before),
             "updated_at": float(updated_at),
-            "started_at": _opt_float(started_at),
-            "finished_at": _opt_float(finished_at),
-            "lease_expires_at": _opt_float(expires),
+            "started_at": float(started_at) if started_at else None,
+            "finished_at": float(finished_at) if finished_at else None,
+            "lease_expires_at": float(expires) if expires else None,
             "type": job_type,
             "priority": int(priority),
             "max_attempts": int(max_attempts),
             "worker_id": worker or None,
         }
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CorruptJob(f"job record state {raw[:200]!r} is invalid: {exc}") from None
+    except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        raise CorruptJob(f"job record state {raw[:200]!r} is invalid: {exc!r}") from None
     return fields
 
 
 def _build(fields: dict[str, object]) -> Job:
+    """The Job of ``fields``, which must name every field (see :func:`_make`)."""
+    if fields.keys() != _JOB_FIELDS:
+        raise CorruptJob(f"job record {fields.get('id')!r} decodes to the wrong fields")
+    return _make(fields)
+
+
+def _make(fields: dict[str, object]) -> Job:
+    """The Job of ``fields`` (every field, each of its type: checked by the decoders), validated
+    by the core's ``validate_job`` as ``Job()`` would, without its per-field frozen setattr."""
+    job = object.__new__(Job)
+    job.__dict__.update(fields)
     try:
-        return Job(**fields)  # type: ignore[arg-type]
-    except (ValueError, TypeError) as exc:
+        validate_job(job)
+    except ValueError as exc:
         raise CorruptJob(f"job record {fields.get('id')!r} is invalid: {exc}") from None
+    return job
 
 
 def _opt_json(raw: bytes) -> JSONValue:
@@ -289,17 +344,48 @@ def _json_field(name: str, parse: Callable[[bytes], object], raw: bytes) -> obje
 
 
 def decode_claimed(
-    job_id: str, spec: bytes | None, state: bytes | None, error: bytes | None
+    job_id: str,
+    spec: bytes | None,
+    state: bytes | None,
+    error: bytes | None,
+    *,
+    now: float,
+    expires: float,
+    worker_id: str,
 ) -> Job:
-    """A job the claim function returned with its spec, new state and error (None: unset)."""
+    """A job the claim function returned with its spec, new state and error (None: unset).
+
+    The claim ran with ``now`` and wrote ``expires`` and ``worker_id`` (the caller's), so of the
+    state only what the job brought along is read: attempts, lease_token, not_before,
+    finished_at, type, priority and max_attempts.
+    """
     fields = _spec(spec)
     if fields["id"] != job_id:
         raise CorruptJob(f"job record under id {job_id} carries id {fields['id']!r}")
-    fields.update(_state(state))
-    if error is not None:
-        fields["error"] = _json_field("error", _error_json, error)
+    if state is None:
+        raise CorruptJob(f"job record {job_id} lacks its 'state' field")
+    try:
+        (status, attempts, token, not_before, _, _, finished_at, _, _, job_type, priority,
+         max_attempts, _, _) = state.decode().split(" ", 13)  # fmt: skip
+        if status != "running":
+            raise ValueError(f"status {status!r} after a claim")
+        fields["status"] = JobStatus.RUNNING
+        fields["attempts"] = int(attempts)
+        fields["lease_token"] = int(token)
+        fields["not_before"] = float(not_before)
+        fields["finished_at"] = float(finished_at) if finished_at else None
+        fields["type"] = job_type
+        fields["priority"] = int(priority)
+        fields["max_attempts"] = int(max_attempts)
+        if error is not None:
+            fields["error"] = _error_json(error)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptJob(f"job record {job_id} is invalid: {exc!r}") from None
+    fields["updated_at"] = fields["started_at"] = now
+    fields["lease_expires_at"] = expires
+    fields["worker_id"] = worker_id
     fields["progress"] = None
-    return _build(fields)
+    return _make(fields)
 
 
 def decode_hash(flat: Mapping[bytes, bytes]) -> Job:
@@ -324,14 +410,45 @@ def decode_settled(
     lease's job with the changed fields is the stored job; it is made without re-validating the
     fields that did not change (each changed one is parsed and checked here).
     """
-    changes = dict(known) if known else {}
-    changes.update(_state(entry[0]))
+    changes = _state(entry[0])
+    if known:
+        for name, value in known.items():
+            changes.setdefault(name, value)
     for (name, parse), raw in zip(JSON_FIELDS, entry[1:], strict=False):
         if raw is not None:
-            changes[name] = _json_field(name, parse, raw)
+            changes[name] = None if raw == b"" else _json_field(name, parse, raw)
     if changes["attempts"] < 0:  # type: ignore[operator]
         raise CorruptJob(f"job record {job.id} has a negative attempt count")
     copy = object.__new__(Job)
     copy.__dict__.update(job.__dict__)
     copy.__dict__.update(changes)
     return copy
+
+
+def decode_completed(job: Job, entry: list[bytes | None], now: float, result: JSONValue) -> Job:
+    """``job`` after the complete function ran with ``now``, stored ``result`` and replied
+    ``entry``: the new state and the progress as stored (its last heartbeat's), or, for a
+    complete re-sent after a lost reply, the whole stored outcome (see :func:`decode_settled`).
+
+    The new state is the lease's with status, updated_at, finished_at and lease_expires_at
+    replaced, so it is not parsed again.
+    """
+    if len(entry) != 2:
+        return decode_settled(job, entry, {"result": result})
+    progress = entry[1]
+    copy = object.__new__(Job)
+    state = copy.__dict__
+    state.update(job.__dict__)
+    state["status"] = JobStatus.SUCCEEDED
+    state["updated_at"] = state["finished_at"] = now
+    state["lease_expires_at"] = None
+    state["result"] = result
+    state["progress"] = None if not progress else _json_field("progress", _progress_json, progress)
+    return copy
+
+
+def new_lease(job: Job, worker_id: str, expires: float) -> Lease:
+    """The lease on a claimed ``job`` (as ``Lease(...)``, without its per-field frozen setattr)."""
+    lease = object.__new__(Lease)
+    lease.__dict__.update(job=job, token=job.lease_token, worker_id=worker_id, expires_at=expires)
+    return lease

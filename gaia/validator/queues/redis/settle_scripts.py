@@ -84,7 +84,7 @@ local function fail_one(args, o)
   if not s then return done end
   if done then return settled(id, nil, true) end
   finish(id, s, 'dead', {error = args[o + 2]})
-  return settled(id, s, false)
+  return settled(id, s, true)
 end
 local function fail(keys, args) return each(keys, args, 3, fail_one) end
 """
