@@ -10,6 +10,8 @@ callback, and the replies are parsed by ``hiredis`` (redis-py's own parser, a de
 it. The connection is opened (AUTH, SELECT) on first use and again after it broke; plain
 commands, waits and function loading stay on redis-py.
 
+A LOADING error reply (a restarted server still reading its AOF) is handed on as redis-py's
+``BusyLoadingError``, a ``ConnectionError``: the call is retried like after a lost connection.
 A call waiting longer than ``timeout`` seconds for its reply breaks the connection (the server
 is presumed gone); every waiting call then fails with a ``ConnectionError`` or ``TimeoutError``
 of redis-py, which the caller's reconnect loop (:mod:`.connection`) handles.
@@ -24,8 +26,8 @@ from collections.abc import Callable, Sequence
 from urllib.parse import unquote, urlsplit
 
 import hiredis
+from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Reply = object
@@ -129,6 +131,8 @@ class Wire:
         try:
             while (reply := reader.gets()) is not False:
                 on_reply, _ = waiting.popleft()
+                if type(reply) is ResponseError and str(reply).startswith("LOADING"):
+                    reply = BusyLoadingError(str(reply))  # a restarted server: transient
                 on_reply(reply)
         except RedisConnectionError as error:  # a protocol error: the stream is unusable
             self._break(error)
