@@ -33,7 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from gaia.validator.core import Job, new_job
+from gaia.validator.core import Job, JobStatus, Task, TaskContext, TaskRegistry, new_job
 from gaia.validator.queues import open_queue
 from gaia.validator.queues.postgres import PostgresQueue
 from gaia.validator.queues.postgres.connection import SESSION_SETTINGS
@@ -155,6 +155,44 @@ async def ours_processing(url: str) -> Processing:
         await queue.close()
 
 
+async def pool_processing(url: str) -> Processing:
+    """The WorkerPool (1 pool x 10 slots: what ``gaia worker`` runs) on no-op jobs, timed from
+    the first job until the N-th completion was written (seen by a middleware's ``settled``)."""
+    from gaia.validator.workers import PoolConfig, WorkerPool
+    from gaia.validator.workers.middleware.base import Middleware
+
+    window = Window()
+    finished = asyncio.Event()
+
+    class Settled(Middleware):
+        count = 0
+
+        def settled(self, result: object) -> None:
+            self.count += 1
+            if self.count == PROCESS_JOBS:
+                window.stop()
+                finished.set()
+
+    async def noop(ctx: TaskContext, payload: dict[str, int]) -> None:
+        window.start()
+
+    task = Task("bench.noop", noop, dict)
+    registry = TaskRegistry()
+    registry.add(task)
+    queue = await open_queue(url)
+    try:
+        await queue.enqueue_many([task.job({"i": i}) for i in range(PROCESS_JOBS)])
+        pool = WorkerPool(queue, registry, PoolConfig(concurrency=CLAIMERS), middleware=[Settled()])
+        await pool.start()
+        await finished.wait()
+        await pool.stop()
+        stats = await queue.stats()
+        assert stats.total(JobStatus.SUCCEEDED) == PROCESS_JOBS, stats
+        return processing(window, PROCESS_JOBS)
+    finally:
+        await queue.close()
+
+
 async def enqueue_to_start_latency(url: str) -> tuple[float, float]:
     """A claimer waits on an idle queue; a producer (own pool) enqueues one job at a time."""
     consumer = await open_queue(url)
@@ -213,7 +251,7 @@ async def big_queue_claims(url: str) -> tuple[float, float, float, str]:
         )
         inserted = time.perf_counter() - started
         plan = await connection.fetchval(
-            "EXPLAIN (FORMAT JSON) " + _claim_sql(queue), time.time(), 30.0, "explain"
+            "EXPLAIN (FORMAT JSON) " + _claim_sql(queue), time.time(), 30.0, "explain", 1
         )
         index = ", ".join(sorted(_index_names(json.loads(plan)[0]["Plan"])))
         latencies = []
@@ -312,6 +350,11 @@ async def run() -> list[Row]:
                     "client + server; less sensitive to a shared machine than jobs/s")
         else:
             add("pgqueuer", "processing", "skipped", "", pgqueuer_error)
+        pool = [await _measure(server_url, pool_processing) for _ in range(REPEATS)]
+        add("postgres", f"processing, WorkerPool 1 x {CLAIMERS} slots",
+            statistics.median(run.rate for run in pool), "jobs/s",
+            _spread([run.rate for run in pool]))
+        _cpu_rows(add, "postgres", pool)
         for name, runner in PEERS.items():
             try:
                 result = await asyncio.wait_for(_measure(server_url, runner), PEER_TIMEOUT)
