@@ -380,3 +380,22 @@ async def test_a_connection_let_go_while_closing_goes_back_once(postgres_url: st
     await connector.close()
     with pytest.raises(QueueClosed):
         await connector.hold()
+
+
+async def test_synchronous_commit_is_the_servers_unless_the_url_sets_it(
+    postgres_url: str,
+) -> None:
+    async def setting_of(url: str) -> str:
+        queue = await open_queue(url)
+        assert isinstance(queue, PostgresQueue)
+        try:
+            await queue.enqueue(new_job("test.noop", {}))  # opens a pooled session
+            value: str = await queue._connector.run(
+                lambda conn, _: conn.fetchval("SHOW synchronous_commit")
+            )
+            return value
+        finally:
+            await queue.close()
+
+    assert await setting_of(postgres_url) == "on"  # the server's default: durable commits
+    assert await setting_of(postgres_url + "?synchronous_commit=off") == "off"

@@ -31,6 +31,9 @@ def test_queue_options_are_parsed_and_stripped_libpq_ones_kept() -> None:
         "&pool_size=4&reconnect_timeout=5&connect_timeout=2&sslmode=require"
     )
     assert parse_postgres_url("postgresql://h/db?dead_ttl=keep").options.dead_ttl is None
+    assert parse_postgres_url("postgresql://h/db").options.synchronous_commit is None
+    relaxed = parse_postgres_url("postgresql://h/db?synchronous_commit=off")
+    assert relaxed.options.synchronous_commit == "off" and relaxed.dsn == "postgresql://h/db"
 
 
 @pytest.mark.parametrize(
@@ -43,6 +46,7 @@ def test_queue_options_are_parsed_and_stripped_libpq_ones_kept() -> None:
         ("schema=Bad-Name", "must be a lower-case SQL name"),
         ("pool_size=0", "pool_size='0' must lie in [1, 1000]"),
         ("schema=a&schema=b", "'schema' is given twice"),
+        ("synchronous_commit=maybe", "synchronous_commit='maybe' must be one of on, off"),
     ],
 )
 def test_bad_options_are_named(query: str, complaint: str) -> None:

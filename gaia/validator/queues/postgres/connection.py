@@ -125,10 +125,16 @@ class Connector:
                 init=prepare_connection,
                 reset=_keep_session,
                 timeout=self._options.connect_timeout,
-                server_settings=SESSION_SETTINGS,
+                server_settings=self._session_settings(),
             )
 
         self._pool = await self._retry(create, _nothing)
+
+    def _session_settings(self) -> dict[str, str]:
+        settings = dict(SESSION_SETTINGS)
+        if self._options.synchronous_commit is not None:
+            settings["synchronous_commit"] = self._options.synchronous_commit
+        return settings
 
     async def run(self, operation: Operation[T]) -> T:
         """Run ``operation`` on a pooled connection, reconnecting with backoff if it is lost."""
