@@ -19,7 +19,9 @@ on disk). ``off`` makes each commit return before its WAL is flushed, which save
 claim batch and per completion batch, at a price: if the SERVER crashes (power loss, kill -9 of
 PostgreSQL; not a crash of a worker), the transactions acknowledged in the last few hundred
 milliseconds (three times ``wal_writer_delay``) are lost, acknowledged enqueues included. The
-database stays consistent, and a lost claim or completion only means the job runs again.
+database stays consistent; a lost completion means the job runs again, and a lost claim means the
+same lease token can be handed out again, so the first holder's completion may be taken for the
+second's attempt (the job still ran to the end at least once). Benchmarks run with it unset.
 
 Standard libpq parameters (``sslmode``, ``application_name``, ...) pass through to the driver;
 anything else is refused with an error naming it, so a typo never becomes a silent default.
