@@ -10,6 +10,10 @@ reported beside jobs/s, as it depends less on what else the machine is doing.
 Peers are optional (``pip install pgqueuer procrastinate saq[postgres]``): a missing one is
 reported, not fatal.
 
+Beside the claim + complete loop (the figure compared with pgqueuer), the same loop with
+``complete_and_claim`` (one statement per batch) and the WorkerPool (1 x 10 slots, what
+``gaia worker`` runs) process the same N jobs.
+
 Also measured: enqueue one by one and in batches of 1,000; enqueue->start latency with a claimer
 waiting on an idle queue (producer and claimer on separate connections); the CPU an idle waiting
 claimer burns; and claim latency with 1,000,000 queued jobs (inserted with one INSERT ...
@@ -143,6 +147,34 @@ async def ours_processing(url: str) -> Processing:
             while (lease := await queue.claim(worker)) is not None:
                 await queue.complete(lease)
                 done += 1
+            return done
+
+        window = Window()
+        window.start()
+        done = await asyncio.gather(*(claimer("bench-worker") for _ in range(CLAIMERS)))
+        window.stop()
+        assert sum(done) == PROCESS_JOBS, f"processed {sum(done)} of {PROCESS_JOBS}"
+        return processing(window, PROCESS_JOBS)
+    finally:
+        await queue.close()
+
+
+async def fused_processing(url: str) -> Processing:
+    """Like ``ours_processing``, but each claimer completes its job and claims the next with
+    ``complete_and_claim``: one statement per batch instead of two. The WorkerPool does not
+    call it (yet): it frees a slot only once the completion returned."""
+    queue = await open_queue(url)
+    assert isinstance(queue, PostgresQueue)
+    try:
+        await queue.enqueue_many([_job(i) for i in range(PROCESS_JOBS)])
+
+        async def claimer(worker: str) -> int:
+            done = 0
+            lease = await queue.claim(worker)
+            while lease is not None:
+                _, leases = await queue.complete_and_claim(lease)
+                done += 1
+                lease = leases[0] if leases else None
             return done
 
         window = Window()
@@ -350,6 +382,11 @@ async def run() -> list[Row]:
                     "client + server; less sensitive to a shared machine than jobs/s")
         else:
             add("pgqueuer", "processing", "skipped", "", pgqueuer_error)
+        fused = [await _measure(server_url, fused_processing) for _ in range(REPEATS)]
+        add("postgres", f"processing, {CLAIMERS} claimers (complete_and_claim)",
+            statistics.median(run.rate for run in fused), "jobs/s",
+            _spread([run.rate for run in fused]))
+        _cpu_rows(add, "postgres", fused)
         pool = [await _measure(server_url, pool_processing) for _ in range(REPEATS)]
         add("postgres", f"processing, WorkerPool 1 x {CLAIMERS} slots",
             statistics.median(run.rate for run in pool), "jobs/s",

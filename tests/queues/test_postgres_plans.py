@@ -72,6 +72,16 @@ CLAIMS: list[tuple[str, str, Callable[[float], tuple[object, ...]]]] = [
     ("single typed", SQL.claim_types, lambda now: (now, 30.0, "w", 1, ["kind.odd"])),
     ("batch", SQL.claim_any, lambda now: (now, 30.0, "w", 10)),
     ("batch typed", SQL.claim_types, lambda now: (now, 30.0, "w", 10, ["kind.even", "kind.odd"])),
+    (
+        "complete and claim",
+        SQL.complete_and_claim_any,
+        lambda now: (now, 30.0, "w", 10, ["job-1"], [1], [None]),
+    ),
+    (
+        "complete and claim typed",
+        SQL.complete_and_claim_types,
+        lambda now: (now, 30.0, "w", 10, ["job-1"], [1], [None], ["kind.odd"]),
+    ),
 ]
 
 
@@ -98,6 +108,9 @@ GENERIC: list[tuple[str, str, str, str]] = [
     ("claim", SQL.claim_any, "float8, float8, text, int8", "{now}, 30, 'w', 2"),
     ("claim typed", SQL.claim_types, "float8, float8, text, int8, text[]",
      "{now}, 30, 'w', 2, ARRAY['kind.odd', 'kind.even']"),
+    ("complete and claim", SQL.complete_and_claim_any,
+     "float8, float8, text, int8, text[], int8[], text[]",
+     "{now}, 30, 'w', 2, ARRAY['job-1'], ARRAY[1]::int8[], ARRAY[NULL]::text[]"),
     ("batch complete", SQL.complete_batch, "float8, text[], int8[], text[]",
      "{now}, ARRAY['job-1', 'job-2'], ARRAY[1, 1]::int8[], ARRAY[NULL, NULL]::text[]"),
     ("reap", SQL.reap_expired, "float8", "{now}"),

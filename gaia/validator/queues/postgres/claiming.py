@@ -90,29 +90,34 @@ class Claimer:
         outcomes: list[ClaimOutcome] = []
         order: list[int] = []
         for (worker_id, lease_seconds), members in groups.items():
-            rows = await self._claim_rows(
-                types, worker_id, lease_seconds, sum(batch[i].count for i in members)
-            )
-            if len(rows) > 1:
-                rows.sort(key=_claim_order)
-            position = 0
-            for index in members:
-                count = batch[index].count
-                leases: list[Lease] = []
-                quarantined = 0
-                for row in rows[position : position + count]:
-                    try:
-                        leases.append(lifecycle.lease_for(job_from_row(row)))
-                    except CorruptJob as problem:
-                        await self._quarantine(row, problem)
-                        quarantined += 1
-                position += count
-                outcomes.append(ClaimOutcome(leases, quarantined))
-                order.append(index)
+            counts = [batch[i].count for i in members]
+            rows = await self._claim_rows(types, worker_id, lease_seconds, sum(counts))
+            outcomes += await self.deal(rows, counts)
+            order += members
         if len(groups) == 1:
             return outcomes
         by_request = dict(zip(order, outcomes, strict=True))
         return [by_request[index] for index in range(len(batch))]
+
+    async def deal(self, rows: list[asyncpg.Record], counts: list[int]) -> list[ClaimOutcome]:
+        """Claimed rows into leases, best first, ``counts[i]`` (at most) for request ``i``;
+        a corrupt row is dead-lettered and counted as quarantined for its request."""
+        if len(rows) > 1:
+            rows.sort(key=_claim_order)
+        outcomes = []
+        position = 0
+        for count in counts:
+            leases: list[Lease] = []
+            quarantined = 0
+            for row in rows[position : position + count]:
+                try:
+                    leases.append(lifecycle.lease_for(job_from_row(row)))
+                except CorruptJob as problem:
+                    await self._quarantine(row, problem)
+                    quarantined += 1
+            position += count
+            outcomes.append(ClaimOutcome(leases, quarantined))
+        return outcomes
 
     async def _claim_rows(
         self, types: TypeKey, worker_id: str, lease_seconds: float, count: int
@@ -132,7 +137,11 @@ class Claimer:
 
     def _abandoned(self, outcome: ClaimOutcome) -> None:
         """A claimer was cancelled while its claim was in flight: hand its jobs back at once."""
-        for lease in outcome.leases:
+        self.hand_back(outcome.leases)
+
+    def hand_back(self, leases: list[Lease]) -> None:
+        """Release claimed leases nobody will run, in the background."""
+        for lease in leases:
             task = asyncio.get_running_loop().create_task(self._release_quietly(lease))
             self._releasing.add(task)
             task.add_done_callback(self._releasing.discard)

@@ -11,7 +11,11 @@ transition ONE statement, so concurrent workers cannot interleave inside a rule:
   of the same statement; a join on the primary key cost an index descent per row, about a fifth
   of the claim's server CPU) and returns them in no particular order: the claimer sorts them
   (``priority`` DESC, ``not_before``, ``seq``);
-- ``reap`` reclaims every expired lease in one statement.
+- ``reap`` reclaims every expired lease in one statement;
+- ``complete_and_claim`` completes a batch (fenced like ``complete_batch``) and claims the next
+  jobs (like ``claim``) in ONE statement: the two touch disjoint rows (running ones, claimable
+  ones) and commit together, so the new jobs are held only once the finished ones are recorded.
+  Rows with ``done_id`` set are completions, the others claimed jobs.
 
 Parameters are numbered ($1, ...) and bound by asyncpg, which prepares and caches each statement
 per connection.
@@ -98,6 +102,8 @@ class Statements:
     heartbeat: str
     complete: str
     complete_batch: str
+    complete_and_claim_any: str
+    complete_and_claim_types: str
     retry: str
     fail: str
     release: str
@@ -134,15 +140,35 @@ def statements_for(schema: str) -> Statements:
         " ORDER BY -not_before DESC LIMIT 1"
     )
     exhausted = "$5::bool AND attempts >= max_attempts"
-    claim = (
-        f"WITH picked AS (SELECT ctid FROM {jobs}"
+    picked = (
+        f"picked AS (SELECT ctid FROM {jobs}"
         f"  WHERE status IN {CLAIMABLE} AND not_before <= $1::float8{{types}}"
         "  ORDER BY priority DESC, not_before, seq LIMIT $4::int8 FOR UPDATE SKIP LOCKED)"
-        f" UPDATE {jobs} AS j SET status = 'running', attempts = j.attempts + 1,"
+    )
+    claim_update = (
+        f"UPDATE {jobs} AS j SET status = 'running', attempts = j.attempts + 1,"
         " lease_token = j.lease_token + 1, lease_expires_at = $1::float8 + $2::float8,"
         " worker_id = $3::text, started_at = $1::float8, progress = NULL,"
         " updated_at = $1::float8 WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM picked))"
         f" RETURNING j.seq, {', '.join('j.' + name for name in COLUMNS)}"
+    )
+    claim = f"WITH {picked} {claim_update}"
+    complete_set = (
+        "status = 'succeeded', result = done.result::jsonb,"
+        " finished_at = $1::float8, updated_at = $1::float8, lease_expires_at = NULL"
+    )
+    complete_match = (
+        "j.id = done.id AND j.lease_token = done.token AND j.status = 'running'"
+        " RETURNING j.id, j.lease_token, j.progress"
+    )
+    complete_and_claim = (
+        f"WITH completed AS (UPDATE {jobs} AS j SET {complete_set}"
+        " FROM unnest($5::text[], $6::int8[], $7::text[]) AS done(id, token, result)"
+        f" WHERE {complete_match}), {picked}, claimed AS ({claim_update})"
+        " SELECT NULL::text AS done_id, NULL::int8 AS done_token, NULL::jsonb AS done_progress,"
+        " claimed.* FROM claimed UNION ALL SELECT id::text, lease_token, progress"
+        + ", NULL" * (len(COLUMNS) + 1)
+        + " FROM completed"
     )
     expired = "j.attempts >= j.max_attempts"
     return Statements(
@@ -184,12 +210,12 @@ def statements_for(schema: str) -> Statements:
             f" {fenced} {returning}"
         ),
         complete_batch=(
-            f"UPDATE {jobs} AS j SET status = 'succeeded', result = done.result::jsonb,"
-            " finished_at = $1::float8, updated_at = $1::float8, lease_expires_at = NULL"
+            f"UPDATE {jobs} AS j SET {complete_set}"
             " FROM unnest($2::text[], $3::int8[], $4::text[]) AS done(id, token, result)"
-            " WHERE j.id = done.id AND j.lease_token = done.token AND j.status = 'running'"
-            " RETURNING j.id, j.lease_token, j.progress"
+            f" WHERE {complete_match}"
         ),
+        complete_and_claim_any=complete_and_claim.format(types=""),
+        complete_and_claim_types=complete_and_claim.format(types=" AND type = ANY($8::text[])"),
         retry=(
             f"UPDATE {jobs} SET"
             f" status = CASE WHEN {exhausted} THEN 'dead' ELSE 'retry_scheduled' END,"
