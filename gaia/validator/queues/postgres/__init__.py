@@ -2,7 +2,9 @@
 
 Modules: :mod:`.options` (URL options), :mod:`.migrations` (versioned schema, applied on open),
 :mod:`.statements` (all SQL), :mod:`.rows` (rows <-> jobs), :mod:`.connection` (pool and
-reconnect with backoff), :mod:`.listener` (LISTEN/NOTIFY wake-ups), :mod:`.queue` (the Queue).
+reconnect with backoff), :mod:`.listener` (LISTEN/NOTIFY wake-ups), :mod:`.batching`,
+:mod:`.claiming`, :mod:`.completing` and :mod:`.fusing` (concurrent calls of one process share a
+statement), :mod:`.queue` (the Queue).
 
 Why asyncpg rather than psycopg 3: it speaks the binary protocol natively, prepares and caches
 every statement per connection automatically, and decodes rows in C; in our workload (short

@@ -5,8 +5,9 @@ caller alone. The batch statement updates only rows still held (``lease_token`` 
 job is running) and returns their ids; each caller's job is then the lifecycle rule
 ``completed`` applied to its lease's copy, which is what the row now holds unless a heartbeat
 through another copy of the lease changed the progress (then the row is read back). A lease
-the batch did not match goes through the single-lease path, which raises LeaseLost (fencing)
-or recognises a commit whose reply was lost.
+the batch did not match goes through the single-lease path, which raises LeaseLost (fencing),
+unless the batch ran again after a lost reply and finds the job already succeeded under this
+lease (its first run committed).
 """
 
 from __future__ import annotations
