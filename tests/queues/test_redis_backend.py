@@ -24,6 +24,7 @@ from gaia.validator.queues.redis import RedisQueue
 from gaia.validator.queues.redis.pipelining import no_arguments
 from gaia.validator.queues.redis.queue import ENQUEUE_CHUNK
 from gaia.validator.queues.redis.records import enqueue_arguments
+from gaia.validator.queues.redis.replies import complete_item
 
 Opener = Callable[..., Awaitable[RedisQueue]]
 
@@ -132,25 +133,31 @@ async def test_record_that_fails_the_codec_is_dead_lettered_by_the_client(
     assert (await queue.stats()).counts["test.noop"] == {JobStatus.DEAD: 1}
 
 
-async def test_finished_records_expire_and_requeued_ones_do_not(
+async def test_finished_records_are_purged_by_the_reaper_after_retention(
     open_redis: Opener, clock: FakeClock
 ) -> None:
     queue = await open_redis(result_ttl="600", dead_ttl="1200")
     done = await queue.enqueue(new_job("test.noop", {}, now=clock()))
     await queue.complete(await queue.claim("w"))  # type: ignore[arg-type]
-    ttl = await command(queue, "TTL", queue.keys.job(done.id))
-    assert isinstance(ttl, int) and ttl > 600, "Redis expires it only after the reaper's purge"
     failed = await queue.enqueue(new_job("test.noop", {}, now=clock()))
     await queue.fail(await queue.claim("w"), JobError("no"))  # type: ignore[arg-type]
-    assert await command(queue, "TTL", queue.keys.job(failed.id)) > 1200  # type: ignore[operator]
+    dead = await queue.enqueue(new_job("test.noop", {}, now=clock()))
+    await queue.fail(await queue.claim("w"), JobError("no"))  # type: ignore[arg-type]
     await queue.requeue(failed.id)
-    assert await command(queue, "TTL", queue.keys.job(failed.id)) == -1
-    clock.advance(601)
+    clock.advance(599)
+    await queue.reap()
+    assert await queue.get(done.id) is not None, "kept for its retention"
+    assert await command(queue, "TTL", queue.keys.job(done.id)) == -1, "no expiry of Redis"
+    clock.advance(2)
     await queue.reap()
     assert await queue.get(done.id) is None
     assert await queue.list_jobs(status=JobStatus.SUCCEEDED) == []
     assert JobStatus.SUCCEEDED not in (await queue.stats()).counts["test.noop"]
     assert (await queue.get(failed.id)) is not None, "requeued: no longer due for purging"
+    assert (await queue.get(dead.id)) is not None, "dead jobs are kept for dead_ttl"
+    clock.advance(600)
+    await queue.reap()
+    assert (await queue.get(dead.id)) is None
 
 
 async def test_stale_holder_cannot_retry_release_or_heartbeat(
@@ -214,7 +221,7 @@ async def test_steps_resent_after_a_lost_reply_are_not_applied_twice(
     await queue.complete(lease, "once")
     with pytest.raises(LeaseLost):
         await queue.complete(lease, "twice")
-    whole = await resend("complete", lease.job_id, str(lease.token), '"twice"')
+    whole = await resend("complete", *complete_item(lease, '"twice"'))
     assert isinstance(whole, list) and b'"once"' in whole, "the stored record is returned"
     stored = await queue.get(job.id)
     assert stored is not None and stored.result == "once"

@@ -42,15 +42,13 @@ local function requeue(keys, args)
   if r.dedupe then
     local other = redis.call('HGET', DEDUPE, r.dedupe)
     if other and other ~= id then
-      local held_by = parse(redis.call('HGET', job_key(other), 'state'))
-      if held_by and ACTIVE[held_by.status] then
+      if ACTIVE[status_of(other)] then
         return redis.error_reply('DEDUPE_HELD job ' .. id .. ' cannot be requeued: dedupe key '
           .. r.dedupe .. ' is held by active job ' .. other)
       end
     end
     redis.call('HSET', DEDUPE, r.dedupe, id)
   end
-  redis.call('PERSIST', job_key(id))
   s.attempts, s.not_before, s.finished_at, s.worker_id = '0', NOW_S, '', ''
   reschedule(id, s, 'queued', nil)
   return redis.call('HGETALL', job_key(id))
@@ -66,11 +64,11 @@ local function reap(keys, args)
   local limit = tonumber(args[A])
   local reclaimed, more = 0, 0
   for _, t in ipairs(redis.call('SMEMBERS', TYPES)) do
-    local expired = redis.call('ZRANGEBYSCORE', index_key(t, 'running'), '-inf', '(' .. NOW_S,
-                               'LIMIT', 0, limit)
+    local expired = redis.call('ZRANGEBYSCORE', index_key(t, 'running'), '-inf', '(' .. NOW_US,
+                               'LIMIT', '0', args[A])
     if #expired == limit then more = 1 end
     for _, id in ipairs(expired) do
-      local s = parse(redis.call('HGET', job_key(id), 'state'))
+      local s = job_of(id)
       if not s and redis.call('EXISTS', job_key(id)) == 1 then
         bury(id, t, 'job record is invalid: unreadable state of a running job')
       elseif not s or s.status ~= 'running' or s.type ~= t then
@@ -90,12 +88,11 @@ local function reap(keys, args)
       end
     end
     for status in pairs(TERMINAL) do
-      local old = redis.call('ZRANGEBYSCORE', index_key(t, status), '-inf', '(' .. NOW_S,
-                             'LIMIT', 0, limit)
+      local old = redis.call('ZRANGEBYSCORE', index_key(t, status), '-inf', '(' .. NOW_US,
+                             'LIMIT', '0', args[A])
       if #old == limit then more = 1 end
       for _, id in ipairs(old) do
-        local s = parse(redis.call('HGET', job_key(id), 'state'))
-        if not (s and ACTIVE[s.status]) then redis.call('DEL', job_key(id)) end
+        if not ACTIVE[status_of(id)] then redis.call('DEL', job_key(id)) end
         redis.call('ZREM', index_key(t, status), id)
       end
     end
@@ -117,7 +114,7 @@ local function stats(keys, args)
       row[#row + 1] = redis.call('ZCARD', index_key(t, status))
     end
     out[#out + 1] = row
-    out[1] = out[1] + redis.call('ZCOUNT', index_key(t, 'running'), '-inf', '(' .. NOW_S)
+    out[1] = out[1] + redis.call('ZCOUNT', index_key(t, 'running'), '-inf', '(' .. NOW_US)
     local late = redis.call('ZRANGE', delayed_key(t), 0, 0, 'WITHSCORES')
     if late[1] and tonumber(late[2]) <= NOW then
       oldest = math.min(oldest or tonumber(late[2]), tonumber(late[2]))
@@ -153,8 +150,7 @@ local function list(keys, args)
       for i = 1, #part, 2 do
         local seq = part[i + 1]
         if not by_seq then
-          local s = parse(redis.call('HGET', job_key(part[i]), 'state'))
-          seq = s and s.seq
+          seq = string.match(redis.call('HGET', job_key(part[i]), 'info') or '', '^[^ ]+ (%d+) ')
         end
         if seq then found[#found + 1] = {tonumber(seq), part[i]} end
       end

@@ -34,7 +34,7 @@ from gaia.validator.core.errors import (
 )
 from gaia.validator.core.status import JobStatus, check_transition
 from gaia.validator.queues.redis.keys import STORED_FORMAT, StoredFormatError
-from gaia.validator.queues.redis.options import RedisOptions, expire_seconds
+from gaia.validator.queues.redis.options import RedisOptions
 from gaia.validator.queues.redis.pipelining import (
     FunctionCalls,
     GroupArguments,
@@ -42,7 +42,7 @@ from gaia.validator.queues.redis.pipelining import (
     Reply,
     no_arguments,
 )
-from gaia.validator.queues.redis.records import number_text
+from gaia.validator.queues.redis.records import micros, number_text
 from gaia.validator.queues.redis.wire import Wire
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,7 @@ class RedisLink:
         self._retry_for = options.retry_for
         self._client = _connect(options, socket_timeout=options.timeout)
         self._waiter = _connect(options, socket_timeout=None)
-        self._retention = [
-            (ttl, "" if ttl is None else str(expire_seconds(ttl)))
-            for ttl in (options.result_ttl, options.dead_ttl)
-        ]
+        self._retention = (options.result_ttl, options.dead_ttl)
         self._wire = Wire(
             options.server_url, timeout=options.timeout, connect_timeout=min(options.timeout, 10.0)
         )
@@ -84,9 +81,9 @@ class RedisLink:
 
     def _header(self, now: float, resent: bool) -> list[str]:
         """The arguments every function starts with (see :mod:`.scripts`)."""
-        header = [number_text(now), "1" if resent else "0"]
-        for ttl, expire in self._retention:
-            header += ["", ""] if ttl is None else [number_text(now + ttl), expire]
+        header = [number_text(now), "1" if resent else "0", micros(now)]
+        for ttl in self._retention:
+            header.append("" if ttl is None else micros(now + ttl))
         return header
 
     async def load_functions(self) -> None:

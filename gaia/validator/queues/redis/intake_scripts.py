@@ -9,8 +9,8 @@ from __future__ import annotations
 
 ENQUEUE = r"""
 -- args[A]: number of groups; each group: its number of jobs n, then per job: id, type,
--- ready score (-priority), not_before, dedupe key ('' = none), spec, and the state line without
--- its seq: the text before it (status .. lease_expires_at) and after it (type .. worker_id).
+-- ready score (-priority), not_before, dedupe key ('' = none), spec, state line, and the info
+-- line after its type and seq (priority max_attempts dedupe).
 -- A group is all or nothing: when one of its ids exists already (and the call is not a
 -- re-send) its entry is a DUPLICATE_ID error and none of its jobs is stored. Otherwise its
 -- entry lists per job 0 (stored as given) or the active job (HGETALL) that holds its dedupe key
@@ -36,9 +36,7 @@ end
 -- The active job holding `dedupe`, or false.
 local function holder_of(dedupe)
   local other = redis.call('HGET', DEDUPE, dedupe)
-  if not other then return false end
-  local s = parse(redis.call('HGET', job_key(other), 'state'))
-  return s and ACTIVE[s.status] and other
+  return other and ACTIVE[status_of(other)] and other or false
 end
 
 local function store_group(args, first, n, g, woken)
@@ -59,12 +57,13 @@ local function store_group(args, first, n, g, woken)
       entries[i + 1] = redis.call('HGETALL', job_key(holder))
     else
       local key, seq_s = job_key(id), tostring(seq)
-      local state = args[o + 6] .. ' ' .. seq_s .. ' ' .. args[o + 7]
+      local info = t .. ' ' .. seq_s .. ' ' .. args[o + 7]
       if dedupe ~= '' then
         redis.call('HSET', DEDUPE, dedupe, id)
-        redis.call('HSET', key, 'spec', args[o + 5], 'state', state, 'dedupe', dedupe)
+        redis.call('HSET', key, 'spec', args[o + 5], 'state', args[o + 6], 'info', info,
+                   'dedupe', dedupe)
       else
-        redis.call('HSET', key, 'spec', args[o + 5], 'state', state)
+        redis.call('HSET', key, 'spec', args[o + 5], 'state', args[o + 6], 'info', info)
       end
       later_add(g, index_key(t, 'queued'), seq_s, id)
       if tonumber(not_before) <= NOW then
@@ -98,15 +97,17 @@ end
 """
 
 CLAIM = r"""
--- args[A]: lease expiry, args[A+1]: number of job types (0: every type), the types, then the
--- number of requests and per request: worker id, most jobs wanted. Requests are served in
+-- args[A]: lease expiry, args[A+1]: it in us, args[A+2]: number of job types (0: every type),
+-- the types, then the
+-- number of requests and per request: worker id (spaces escaped), most jobs wanted. Requests
+-- are served in
 -- order. Reply: per request {next due time of a delayed job or '' (set only when nothing at all
--- was claimed), then per claimed job: id, spec, new state, error (false when unset)}.
-local CLAIMED = '^(%a[%a_]*) (%d+) (%d+) ([^ ]+) [^ ]+ [^ ]* ([^ ]*) [^ ]* ((%d+) ([^ ]+) '
-  .. '%-?%d+ %d+ [01]) '
+-- was claimed), then per claimed job: id, spec, new state, error (false when unset), info}.
+local CLAIMED = '^(%a[%a_]*) (%d+) (%d+) ([^ ]+) [^ ]* [^ ]* ([^ ]*) '
 
-local function corrupt(state)
+local function corrupt(state, info)
   return 'job record is invalid: unreadable state ' .. string.format('%q', tostring(state))
+    .. ' or info ' .. string.format('%q', tostring(info))
 end
 
 -- Due delayed and retry-scheduled jobs join their ready sets.
@@ -115,61 +116,74 @@ local function promote(types)
     local due = redis.call('ZRANGEBYSCORE', delayed_key(t), '-inf', NOW_S, 'LIMIT', 0, 1000)
     if #due > 0 then bulk('ZREM', delayed_key(t), due) end
     for _, id in ipairs(due) do
-      local text = redis.call('HGET', job_key(id), 'state')
-      local s = parse(text)
+      local lines = redis.call('HMGET', job_key(id), 'state', 'info')
+      local s = parse(lines[1], lines[2])
       if s and s.type == t and CLAIMABLE[s.status] then
         redis.call('ZADD', ready_key(t), negated(s.priority), order_member(s.not_before, s.seq, id))
       elseif redis.call('EXISTS', job_key(id)) == 1 and not (s and s.type == t) then
-        bury(id, t, corrupt(text))
+        bury(id, t, corrupt(lines[1], lines[2]))
       end
     end
   end
 end
 
 -- Claim the job behind ready member `member` of type t for `worker`, appending it to `entry`;
--- true if claimed. A record that cannot be claimed safely is dead-lettered. The new state
--- keeps not_before, finished_at and seq .. dedupe of the old one (CLAIMED captures status,
--- attempts, lease_token, not_before, finished_at, seq .. dedupe, seq, type).
+-- true if claimed. A record that cannot be claimed safely is dead-lettered. The new state keeps
+-- not_before and finished_at of the old one (CLAIMED reads status, attempts, lease_token,
+-- not_before and finished_at, the start of the line); the info line must start with t.
 local function take(t, member, worker, expires, entry, g)
   local id = string.sub(member, MEMBER_ID_AT)
   local key = job_key(id)
-  local v = redis.call('HMGET', key, 'state', 'spec', 'error')
-  local status, attempts, token, not_before, finished, tail, _, jt =
-    string.match(v[1] or '', CLAIMED)
-  if CLAIMABLE[status] and jt == t and v[2] then
-    local state = 'running ' .. (attempts + 1) .. ' ' .. (token + 1) .. ' ' .. not_before .. ' '
-      .. NOW_S .. ' ' .. NOW_S .. ' ' .. finished .. ' ' .. expires .. ' ' .. tail .. ' ' .. worker
+  local v = redis.call('HMGET', key, 'state', 'spec', 'error', 'info')
+  local status, attempts, token, not_before, finished = string.match(v[1] or '', CLAIMED)
+  local info = v[4]
+  if CLAIMABLE[status] and v[2] and info and string.sub(info, 1, #t + 1) == t .. ' ' then
+    local state = 'running ' .. string.format('%d', attempts + 1) .. ' '
+      .. string.format('%d', token + 1) .. ' ' .. not_before .. ' ' .. NOW_S .. ' ' .. worker
+      .. ' ' .. finished .. ' ' .. NOW_S .. ' ' .. expires[1]
     redis.call('HSET', key, 'state', state, 'progress', '')
     later_rem(g, index_key(t, status), id)
-    later_add(g, index_key(t, 'running'), expires, id)
+    later_add(g, index_key(t, 'running'), expires[2], id)
     local n = #entry
-    entry[n + 1], entry[n + 2], entry[n + 3], entry[n + 4] = id, v[2], state, v[3]
+    entry[n + 1], entry[n + 2], entry[n + 3], entry[n + 4], entry[n + 5] =
+      id, v[2], state, v[3], info
     return true
   end
-  if v[1] or v[2] or redis.call('EXISTS', key) == 1 then bury(id, t, corrupt(v[1])) end
+  if v[1] or v[2] or redis.call('EXISTS', key) == 1 then bury(id, t, corrupt(v[1], info)) end
   return false
 end
 
 -- Where the next due job comes from: next_due(source, n) gives its type and ready member, or
--- nil; n is how many more jobs the call wants. One type: ZPOPMIN n at a time; several: the
--- best of their heads, one at a time.
+-- nil; n is how many more jobs the call wants. One type: a window of the n best members (ZRANGE,
+-- no scores to format), removed as far as it was used before the next window and at the end
+-- (done(source)); several types: the best of their heads, one at a time.
+local WINDOW = 1000
 local function source_of(types)
   return {types = types, buffer = {}, at = 1}
+end
+
+local function used(source)
+  if source.at > 1 then
+    bulk('ZREM', ready_key(source.types[1]), {unpack(source.buffer, 1, source.at - 1)})
+  end
 end
 
 local function next_due(source, n)
   local types = source.types
   if #types == 1 then
     if source.at > #source.buffer then
-      source.buffer, source.at = redis.call('ZPOPMIN', ready_key(types[1]), n), 1
+      used(source)
+      local last = string.format('%d', math.min(n, WINDOW) - 1)
+      source.buffer = redis.call('ZRANGE', ready_key(types[1]), '0', last)
+      source.at = 1
       if #source.buffer == 0 then return nil end
     end
-    source.at = source.at + 2
-    return types[1], source.buffer[source.at - 2]
+    source.at = source.at + 1
+    return types[1], source.buffer[source.at - 1]
   end
   local best_t, best_m, best_s = nil, nil, nil
   for _, t in ipairs(types) do
-    local head = redis.call('ZRANGE', ready_key(t), 0, 0, 'WITHSCORES')
+    local head = redis.call('ZRANGE', ready_key(t), '0', '0', 'WITHSCORES')
     if head[1] then
       local s = tonumber(head[2])
       if best_t == nil or s < best_s or (s == best_s and head[1] < best_m) then
@@ -179,13 +193,6 @@ local function next_due(source, n)
   end
   if best_t then redis.call('ZREM', ready_key(best_t), best_m) end
   return best_t, best_m
-end
-
--- Members popped but not taken go back (only if the call ended early).
-local function put_back(source)
-  for i = source.at, #source.buffer, 2 do
-    redis.call('ZADD', ready_key(source.types[1]), source.buffer[i + 1], source.buffer[i])
-  end
 end
 
 -- Pass a wake-up on when due work is left; when nothing was claimed, drop the stale
@@ -214,13 +221,13 @@ end
 
 local function claim(keys, args)
   begin(keys, args)
-  local expires, ntypes = args[A], tonumber(args[A + 1])
+  local expires, ntypes = {args[A], args[A + 1]}, tonumber(args[A + 2])
   local types = {}
-  for i = 1, ntypes do types[i] = args[A + 1 + i] end
+  for i = 1, ntypes do types[i] = args[A + 2 + i] end
   local every = ntypes == 0
   if every then types = redis.call('SMEMBERS', TYPES) end
   promote(types)
-  local o = A + 2 + ntypes
+  local o = A + 3 + ntypes
   local requests, wanted = tonumber(args[o]), 0
   for r = 1, requests do wanted = wanted + tonumber(args[o + 2 * r]) end
   local out, g, claimed = {}, gather(), 0
@@ -237,7 +244,7 @@ local function claim(keys, args)
     end
     out[r] = entry
   end
-  put_back(source)
+  used(source)
   flush(g)
   after_claim(types, every, claimed, out)
   return out

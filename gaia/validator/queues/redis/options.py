@@ -21,8 +21,6 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from gaia.validator.queues.redis.keys import QueueKeys
 
 DEFAULT_RESULT_TTL = 86_400.0
-EXPIRE_GRACE_SECONDS = 3_600
-"""Redis expires a finished record this long after its retention, if no reaper purged it."""
 
 
 @dataclass(frozen=True)
@@ -99,8 +97,3 @@ def display_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def expire_seconds(ttl: float) -> int:
-    """EXPIRE for a record kept ``ttl`` s: later than the reaper's purge, as a backstop."""
-    return math.ceil(ttl) + EXPIRE_GRACE_SECONDS

@@ -51,6 +51,9 @@ class FunctionCalls:
     ) -> None:
         self._client = client
         self._wire = wire
+        # Replies just handed on wake their callers in the loop's next turn; a flush scheduled
+        # now runs in that same turn, after them, and sends what they asked for then.
+        wire.delivered = self._schedule  # type: ignore[method-assign]
         self._header = header
         self._clock = clock
         self._translate = translate
@@ -141,6 +144,8 @@ class FunctionCalls:
 
     def _flush(self) -> None:
         self._scheduled = False
+        if not self._batches and not self._singles:
+            return
         calls = [*self._batches.values(), *self._singles]
         self._batches, self._singles = {}, []
         now = self._clock()

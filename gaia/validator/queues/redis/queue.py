@@ -20,23 +20,28 @@ from gaia.validator.queues.redis.connection import RedisLink, translate
 from gaia.validator.queues.redis.options import RedisOptions
 from gaia.validator.queues.redis.pipelining import GroupArguments
 from gaia.validator.queues.redis.records import (
-    decode_claimed,
-    decode_completed,
     decode_hash,
-    decode_settled,
     enqueue_arguments,
     error_text,
     json_text,
-    new_lease,
+    micros,
     number_text,
     pairs,
+    worker_text,
+)
+from gaia.validator.queues.redis.replies import (
+    complete_item,
+    decode_claimed,
+    decode_completed,
+    decode_settled,
+    new_lease,
 )
 
 log = logging.getLogger(__name__)
 
 ENQUEUE_CHUNK = 250  # jobs per enqueue call of a large batch: the next is packed while one runs
 REAP_LIMIT = 1_000  # expired leases / purges handled per set and reap call
-CLAIMED_WIDTH = 4  # values per job in a claim entry: id, spec, state, error
+CLAIMED_WIDTH = 5  # values per job in a claim entry: id, spec, state, error, info
 STATUS_ORDER = (
     JobStatus.QUEUED,
     JobStatus.RUNNING,
@@ -194,7 +199,8 @@ class RedisQueue(Queue):
                 self._claim_groups.clear()
 
             def group_arguments(now: float) -> list[str]:
-                return [number_text(now + lease_seconds), str(len(types)), *types]
+                expires = now + lease_seconds
+                return [number_text(expires), micros(expires), str(len(types)), *types]
 
             group = self._claim_groups[key] = (key, group_arguments)
         return group
@@ -211,7 +217,10 @@ class RedisQueue(Queue):
         key, group_arguments = group
         while True:
             entry, now = await self._link.batched(
-                "claim", [worker_id, str(count)], group=key, group_arguments=group_arguments
+                "claim",
+                [worker_text(worker_id), str(count)],
+                group=key,
+                group_arguments=group_arguments,
             )
             assert isinstance(entry, list)
             next_due = float(entry[0]) if entry[0] else None
@@ -219,7 +228,7 @@ class RedisQueue(Queue):
             leases: list[Lease] = []
             buried = 0
             for at in range(1, len(entry), CLAIMED_WIDTH):
-                job_id, spec, state, error = entry[at : at + CLAIMED_WIDTH]
+                job_id, spec, state, error, info = entry[at : at + CLAIMED_WIDTH]
                 job_id = job_id.decode()
                 try:
                     job = decode_claimed(
@@ -227,6 +236,7 @@ class RedisQueue(Queue):
                         spec,
                         state,
                         error,
+                        info,
                         now=now,
                         expires=expires,
                         worker_id=worker_id,
@@ -269,18 +279,20 @@ class RedisQueue(Queue):
             "heartbeat",
             [lease.job_id, str(lease.token), shown],
             group=lease_seconds,
-            group_arguments=lambda now: [number_text(now + lease_seconds)],
+            group_arguments=lambda now: [
+                number_text(now + lease_seconds),
+                micros(now + lease_seconds),
+            ],
         )
         assert isinstance(entry, list)
         return lifecycle.lease_for(decode_settled(lease.job, entry))
 
     async def complete(self, lease: Lease, result: JSONValue = None) -> Job:
         text = json_text(result)
-        job = lease.job
-        entry, now = await self._link.batched("complete", [job.id, str(lease.token), text])
+        entry, now = await self._link.batched("complete", complete_item(lease, text))
         assert isinstance(entry, list)
         stored = result if type(result) in _AS_IS else json.loads(text)
-        return decode_completed(job, entry, now, stored)
+        return decode_completed(lease.job, entry, now, stored)
 
     async def retry(
         self, lease: Lease, *, at: float, error: JobError | None = None, count_attempt: bool = True

@@ -6,19 +6,22 @@ Fields of the hash ``job:<id>``:
   dedupe_key, timeout, memory_mb, correlation_id unless they have their default value (empty,
   null, 300, 0, the id); and the enqueue-time ``error``, ``result`` and ``progress`` when not
   null. Leaving defaults out keeps it short: a claim sends it back and the client decodes it;
-- ``state``: the small fields that change, as one line of text, space-separated, in the order of
-  :data:`STATE_FIELDS`: times are exact float text (Python's ``repr``, copied verbatim by the Lua
-  functions, so they survive exactly; empty = null), ``dedupe`` is 1 when the job holds its
-  dedupe key, and ``worker_id``, the only free text, is the rest of the line (empty = null).
-  A step reads and writes this one field instead of a dozen: the functions' cost is mostly per
-  argument and per reply value;
+- ``state``: what a run changes, one line of space-separated text in the order of
+  :data:`STATE_FIELDS`. Times are exact float text (Python's ``repr``, copied verbatim by the
+  Lua functions, so they survive exactly; empty = null); ``worker_id`` has its spaces escaped
+  (:func:`worker_text`), so no field holds one and a function finds fields with plain searches.
+  The fields a complete keeps come first, the ones it rewrites last;
+- ``info``: the small fields fixed at enqueue, one line in the order of :data:`INFO_FIELDS`
+  (``seq`` is the enqueue sequence; ``dedupe`` is 1 when the job holds a dedupe key);
 - ``error``, ``result``, ``progress``: JSON once a step set them (empty = null; absent = the
-  value in ``spec``); ``dedupe``: the dedupe key, for the functions; ``corrupt_spec`` /
-  ``corrupt_state``: the original bytes of a record that was dead-lettered as undecodable.
+  value in ``spec``); ``dedupe``: the dedupe key, for the functions; ``corrupt_spec``,
+  ``corrupt_state``, ``corrupt_info``: the original bytes of a record dead-lettered as
+  undecodable.
 
-No value is ever re-encoded by Lua (Redis's cjson would round floats to 14 digits and turn
-``[]`` into ``{}``). Decoding is strict: a field of the wrong type raises :class:`CorruptJob`
-naming it.
+A step reads and writes a line or two instead of a dozen fields: the Lua functions' cost is
+mostly per argument, per reply value and per pattern matched. No value is ever re-encoded by
+Lua (Redis's cjson would round floats to 14 digits and turn ``[]`` into ``{}``). Decoding is
+strict: a field of the wrong type raises :class:`CorruptJob` naming it.
 """
 
 from __future__ import annotations
@@ -36,20 +39,19 @@ from gaia.validator.core.job import (
     validate_job,
 )
 from gaia.validator.core.json_value import JSONValue
-from gaia.validator.core.queue import Lease
 from gaia.validator.core.status import JobStatus
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _encode = _ENCODER.encode
 _scan: Callable[[str, int], tuple[JSONValue, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _INF = float("inf")
-_STATUSES = {status.value: status for status in JobStatus}
+STATUSES = {status.value: status for status in JobStatus}
 _NUMBERS = (int, float)
 _NO_METADATA: dict[str, JSONValue] = {}  # marks a spec without metadata (each job gets its own {})
 _JOB_FIELDS = frozenset(Job.__dataclass_fields__)
 
 
-def _decode(raw: bytes | str) -> JSONValue:
+def decode_json(raw: bytes | str) -> JSONValue:
     """Strict JSON of ``raw``, as ``json.loads`` would read it (without its per-call setup)."""
     text = raw.decode() if isinstance(raw, bytes) else raw
     try:
@@ -67,18 +69,15 @@ STATE_FIELDS = (
     "attempts",
     "lease_token",
     "not_before",
-    "updated_at",
     "started_at",
-    "finished_at",
-    "lease_expires_at",
-    "seq",
-    "type",
-    "priority",
-    "max_attempts",
-    "dedupe",
     "worker_id",
+    "finished_at",
+    "updated_at",
+    "lease_expires_at",
 )
 """The fields of the ``state`` line, in order (the Lua library reads the same layout)."""
+INFO_FIELDS = ("type", "seq", "priority", "max_attempts", "dedupe")
+"""The fields of the ``info`` line, in order."""
 
 
 def number_text(value: float) -> str:
@@ -86,6 +85,12 @@ def number_text(value: float) -> str:
     if value != value or value == _INF or value == -_INF:
         raise ValueError(f"time {value!r} must be a finite number of seconds")
     return repr(float(value))
+
+
+def micros(value: float) -> str:
+    """``value`` seconds in whole microseconds (rounded down), the score unit of the sorted sets
+    of lease expiries and retention ends."""
+    return str(int(value * 1_000_000))
 
 
 def json_text(value: JSONValue) -> str:
@@ -106,9 +111,26 @@ def _time(value: float | None) -> str:
     return "" if value is None else repr(value)
 
 
+def worker_text(worker_id: str | None) -> str:
+    """``worker_id`` as the state line holds it: '%' and ' ' escaped ('' = none)."""
+    if worker_id is None:
+        return ""
+    if " " in worker_id or "%" in worker_id:
+        return worker_id.replace("%", "%25").replace(" ", "%20")
+    return worker_id
+
+
+def worker_from(text: str) -> str | None:
+    """The worker id of a state line's ``worker_id`` field."""
+    if "%" in text:
+        return text.replace("%20", " ").replace("%25", "%")
+    return text or None
+
+
 def enqueue_arguments(job: Job) -> list[str]:
     """The arguments the enqueue function reads for one job (ENQUEUE_WIDTH), in its order: id,
-    type, ready score, not_before, dedupe key, spec, and the state line before and after seq."""
+    type, ready score, not_before, dedupe key, spec, state line, and the info line after its
+    type and seq (which the function fills in)."""
     spec: dict[str, JSONValue] = {
         "id": job.id,
         "payload": job.payload,
@@ -135,7 +157,6 @@ def enqueue_arguments(job: Job) -> list[str]:
         not_before = number_text(job.not_before)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"job {job.id} cannot be stored: {exc}") from None
-    worker = job.worker_id or ""
     return [
         job.id,
         job.type,
@@ -143,10 +164,10 @@ def enqueue_arguments(job: Job) -> list[str]:
         not_before,
         job.dedupe_key or "",
         text,
-        f"queued {job.attempts} {job.lease_token} {not_before} {job.updated_at!r} "
-        f"{_time(job.started_at)} {_time(job.finished_at)} {_time(job.lease_expires_at)}",
-        f"{job.type} {job.priority} {job.max_attempts} {0 if job.dedupe_key is None else 1} "
-        f"{worker}",
+        f"queued {job.attempts} {job.lease_token} {not_before} {_time(job.started_at)} "
+        f"{worker_text(job.worker_id)} {_time(job.finished_at)} {job.updated_at!r} "
+        f"{_time(job.lease_expires_at)}",
+        f"{job.priority} {job.max_attempts} {0 if job.dedupe_key is None else 1}",
     ]
 
 
@@ -209,12 +230,12 @@ def _progress(value: object) -> Progress | None:
     )
 
 
-def _spec(spec: bytes | None) -> dict[str, object]:
+def spec_fields(spec: bytes | None) -> dict[str, object]:
     """The Job fields of a stored ``spec``."""
     if spec is None:
         raise CorruptJob("job record lacks its 'spec' field")
     try:
-        r = _decode(spec)
+        r = decode_json(spec)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CorruptJob(f"job record is not valid JSON: {exc}") from None
     if type(r) is not dict:
@@ -254,55 +275,50 @@ def _spec(spec: bytes | None) -> dict[str, object]:
     }
 
 
-def _state(raw: bytes | None) -> dict[str, object]:
+def state_fields(raw: bytes | None) -> dict[str, object]:
     """The Job fields of a ``state`` line."""
     if raw is None:
         raise CorruptJob("job record lacks its 'state' field")
     try:
-        parts = raw.decode().split(" ", 13)
-        (
-            status,
-            attempts,
-            token,
-            not_before,
-            updated_at,
-            started_at,
-            finished_at,
-            expires,
-            _,
-            job_type,
-            priority,
-            max_attempts,
-            _,
-            worker,
-        ) = parts
+        (status, attempts, token, not_before, started_at, worker, finished_at, updated_at,
+         expires) = raw.decode().split(" ")  # fmt: skip
         fields: dict[str, object] = {
-            "status": _STATUSES[status],
+            "status": STATUSES[status],
             "attempts": int(attempts),
             "lease_token": int(token),
             "not_before": float(not_before),
-            "updated_at": float(updated_at),
             "started_at": float(started_at) if started_at else None,
+            "worker_id": worker_from(worker),
             "finished_at": float(finished_at) if finished_at else None,
+            "updated_at": float(updated_at),
             "lease_expires_at": float(expires) if expires else None,
-            "type": job_type,
-            "priority": int(priority),
-            "max_attempts": int(max_attempts),
-            "worker_id": worker or None,
         }
     except (ValueError, KeyError, UnicodeDecodeError) as exc:
         raise CorruptJob(f"job record state {raw[:200]!r} is invalid: {exc!r}") from None
     return fields
 
 
+def info_fields(raw: bytes | None, into: dict[str, object]) -> None:
+    """Put the Job fields of an ``info`` line (type, priority, max_attempts) ``into``."""
+    if raw is None:
+        raise CorruptJob("job record lacks its 'info' field")
+    try:
+        job_type, _, priority, max_attempts, _ = raw.decode().split(" ")
+        into["type"] = job_type
+        into["priority"] = int(priority)
+        into["max_attempts"] = int(max_attempts)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptJob(f"job record info {raw[:200]!r} is invalid: {exc!r}") from None
+
+
 def _build(fields: dict[str, object]) -> Job:
-    """The Job of ``fields``, which must name every field (see :func:`_make`)."""
+    """The Job of ``fields``, which must name every field (see :func:`make_job`)."""
     if fields.keys() != _JOB_FIELDS:
         raise CorruptJob(f"job record {fields.get('id')!r} decodes to the wrong fields")
-    return _make(fields)
+    return make_job(fields)
 
 
-def _make(fields: dict[str, object]) -> Job:
+def make_job(fields: dict[str, object]) -> Job:
     """The Job of ``fields`` (every field, each of its type: checked by the decoders), validated
     by the core's ``validate_job`` as ``Job()`` would, without its per-field frozen setattr."""
     job = object.__new__(Job)
@@ -315,140 +331,41 @@ def _make(fields: dict[str, object]) -> Job:
 
 
 def _opt_json(raw: bytes) -> JSONValue:
-    decoded: JSONValue = _decode(raw) if raw else None
+    decoded: JSONValue = decode_json(raw) if raw else None
     return decoded
 
 
-def _error_json(raw: bytes) -> JobError | None:
+def error_json(raw: bytes) -> JobError | None:
     return _error(_opt_json(raw))
 
 
-def _progress_json(raw: bytes) -> Progress | None:
+def progress_json(raw: bytes) -> Progress | None:
     return _progress(_opt_json(raw))
 
 
 # hash fields besides spec and state -> (Job attribute, parser of the stored bytes)
 JSON_FIELDS: tuple[tuple[str, Callable[[bytes], object]], ...] = (
-    ("progress", _progress_json),
-    ("error", _error_json),
+    ("progress", progress_json),
+    ("error", error_json),
     ("result", _opt_json),
 )
 _JSON_KEYS = tuple((name.encode(), name, parse) for name, parse in JSON_FIELDS)
 
 
-def _json_field(name: str, parse: Callable[[bytes], object], raw: bytes) -> object:
+def json_field(name: str, parse: Callable[[bytes], object], raw: bytes) -> object:
     try:
         return parse(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CorruptJob(f"job record field {name!r} is invalid: {exc}") from None
 
 
-def decode_claimed(
-    job_id: str,
-    spec: bytes | None,
-    state: bytes | None,
-    error: bytes | None,
-    *,
-    now: float,
-    expires: float,
-    worker_id: str,
-) -> Job:
-    """A job the claim function returned with its spec, new state and error (None: unset).
-
-    The claim ran with ``now`` and wrote ``expires`` and ``worker_id`` (the caller's), so of the
-    state only what the job brought along is read: attempts, lease_token, not_before,
-    finished_at, type, priority and max_attempts.
-    """
-    fields = _spec(spec)
-    if fields["id"] != job_id:
-        raise CorruptJob(f"job record under id {job_id} carries id {fields['id']!r}")
-    if state is None:
-        raise CorruptJob(f"job record {job_id} lacks its 'state' field")
-    try:
-        (status, attempts, token, not_before, _, _, finished_at, _, _, job_type, priority,
-         max_attempts, _, _) = state.decode().split(" ", 13)  # fmt: skip
-        if status != "running":
-            raise ValueError(f"status {status!r} after a claim")
-        fields["status"] = JobStatus.RUNNING
-        fields["attempts"] = int(attempts)
-        fields["lease_token"] = int(token)
-        fields["not_before"] = float(not_before)
-        fields["finished_at"] = float(finished_at) if finished_at else None
-        fields["type"] = job_type
-        fields["priority"] = int(priority)
-        fields["max_attempts"] = int(max_attempts)
-        if error is not None:
-            fields["error"] = _error_json(error)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CorruptJob(f"job record {job_id} is invalid: {exc!r}") from None
-    fields["updated_at"] = fields["started_at"] = now
-    fields["lease_expires_at"] = expires
-    fields["worker_id"] = worker_id
-    fields["progress"] = None
-    return _make(fields)
-
-
 def decode_hash(flat: Mapping[bytes, bytes]) -> Job:
     """The job stored in the hash ``flat``; raise CorruptJob naming what is wrong."""
-    fields = _spec(flat.get(b"spec"))
-    fields.update(_state(flat.get(b"state")))
+    fields = spec_fields(flat.get(b"spec"))
+    fields.update(state_fields(flat.get(b"state")))
+    info_fields(flat.get(b"info"), fields)
     for key, name, parse in _JSON_KEYS:
         raw = flat.get(key)
         if raw is not None:
-            fields[name] = _json_field(name, parse, raw)
+            fields[name] = json_field(name, parse, raw)
     return _build(fields)
-
-
-def decode_settled(
-    job: Job, entry: list[bytes | None], known: Mapping[str, object] | None = None
-) -> Job:
-    """``job`` after a settling step whose entry is the new state, then progress, error and
-    result as stored (those left out or None: unchanged).
-
-    ``known``: fields the caller stored and the function does not send back (the result of a
-    complete); the entry's values win. A settling step never changes ``spec``, so a copy of the
-    lease's job with the changed fields is the stored job; it is made without re-validating the
-    fields that did not change (each changed one is parsed and checked here).
-    """
-    changes = _state(entry[0])
-    if known:
-        for name, value in known.items():
-            changes.setdefault(name, value)
-    for (name, parse), raw in zip(JSON_FIELDS, entry[1:], strict=False):
-        if raw is not None:
-            changes[name] = None if raw == b"" else _json_field(name, parse, raw)
-    if changes["attempts"] < 0:  # type: ignore[operator]
-        raise CorruptJob(f"job record {job.id} has a negative attempt count")
-    copy = object.__new__(Job)
-    copy.__dict__.update(job.__dict__)
-    copy.__dict__.update(changes)
-    return copy
-
-
-def decode_completed(job: Job, entry: list[bytes | None], now: float, result: JSONValue) -> Job:
-    """``job`` after the complete function ran with ``now``, stored ``result`` and replied
-    ``entry``: the new state and the progress as stored (its last heartbeat's), or, for a
-    complete re-sent after a lost reply, the whole stored outcome (see :func:`decode_settled`).
-
-    The new state is the lease's with status, updated_at, finished_at and lease_expires_at
-    replaced, so it is not parsed again.
-    """
-    if len(entry) != 2:
-        return decode_settled(job, entry, {"result": result})
-    progress = entry[1]
-    copy = object.__new__(Job)
-    state = copy.__dict__
-    state.update(job.__dict__)
-    state["status"] = JobStatus.SUCCEEDED
-    state["updated_at"] = state["finished_at"] = now
-    state["lease_expires_at"] = None
-    state["result"] = result
-    state["progress"] = None if not progress else _json_field("progress", _progress_json, progress)
-    return copy
-
-
-def new_lease(job: Job, worker_id: str, expires: float) -> Lease:
-    """The lease on a claimed ``job`` (as ``Lease(...)``, without its per-field frozen setattr)."""
-    lease = object.__new__(Lease)
-    lease.__dict__.update(job=job, token=job.lease_token, worker_id=worker_id, expires_at=expires)
-    return lease

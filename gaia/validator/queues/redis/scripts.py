@@ -11,8 +11,16 @@ call to the queue's slot on a cluster), and a common header of arguments, then i
 
     args[1] now (client clock, exact float text)
     args[2] '1' when re-sent after a lost reply (the step may already be applied)
-    args[3] now + result_ttl  args[4] its EXPIRE seconds
-    args[5] now + dead_ttl    args[6] its EXPIRE seconds   ('' = keep until requeued)
+    args[3] now in whole microseconds
+    args[4] now + result_ttl (us)
+    args[5] now + dead_ttl (us)    ('' = keep until requeued)
+
+Finished jobs are filed under their retention end; the reaper deletes them (there is no
+EXPIRE backstop: a redis.call costs about as much as the rest of a step's work).
+
+Sorted sets scored by a lease expiry or a retention end hold whole microseconds: integer
+scores are stored as integers, so inserting into a small set compares numbers instead of
+parsing every member's score text again.
 
 Batched functions (enqueue, claim, and the settling steps) take several independent items in
 one call and reply with one entry per item; an item that is refused gets an error entry and
@@ -33,9 +41,9 @@ from gaia.validator.queues.redis.settle_scripts import SETTLE_FUNCTIONS
 SHARED = r"""
 -- State of the call in progress, set by begin(). The library's code runs once, at load; its
 -- functions run one at a time, so these upvalues belong to the running call.
-local P, NOW_S, NOW, RESENT, DEDUPE, TYPES, SEQ, WAKE_ALL
+local P, NOW_S, NOW, NOW_US, RESENT, DEDUPE, TYPES, SEQ, WAKE_ALL
 local RETENTION = {}
-local A = 7
+local A = 6
 local FORMAT = '@FORMAT@'
 local STATUSES = {'queued', 'running', 'succeeded', 'retry_scheduled', 'dead', 'cancelled'}
 local TERMINAL = {succeeded = true, dead = true, cancelled = true}
@@ -49,8 +57,8 @@ local function begin(keys, args)
   NOW_S = args[1]
   NOW = tonumber(NOW_S)
   RESENT = args[2] == '1'
-  local kept = {args[3], args[4]}
-  RETENTION.succeeded, RETENTION.cancelled, RETENTION.dead = kept, kept, {args[5], args[6]}
+  NOW_US = args[3]
+  RETENTION.succeeded, RETENTION.cancelled, RETENTION.dead = args[4], args[4], args[5]
   DEDUPE, TYPES, SEQ, WAKE_ALL = P .. 'dedupe', P .. 'types', P .. 'seq', P .. 'wake'
 end
 
@@ -90,45 +98,60 @@ local function flush(g)
   for key, list in pairs(g.add) do bulk('ZADD', key, list) end
 end
 
--- A job's `state` field: the small fields that change, as one line of space-separated text
--- (records.py documents it): status attempts lease_token not_before updated_at started_at
--- finished_at lease_expires_at seq type priority max_attempts dedupe worker_id. Times are exact
--- float text ('' = null); dedupe is 1 when the job holds the key in its `dedupe` field;
--- worker_id, the only free text, is the rest of the line.
-local STATE = '^(%a[%a_]*) (%d+) (%d+) ([^ ]+) ([^ ]+) ([^ ]*) ([^ ]*) ([^ ]*) (%d+) ([^ ]+) '
-  .. '(%-?%d+) (%d+) ([01]) (.*)$'
+-- A job's small fields are two lines of space-separated text (records.py documents them):
+-- `state`, what a run changes: status attempts lease_token not_before started_at worker_id
+-- finished_at updated_at lease_expires_at (times exact float text, '' = null; worker_id with
+-- its spaces escaped by the client, so no field holds a space); and `info`, fixed at enqueue:
+-- type seq priority max_attempts dedupe (1 when the job holds the key in its `dedupe` field).
+local STATE = '^(%a[%a_]*) (%d+) (%d+) ([^ ]+) ([^ ]*) ([^ ]*) ([^ ]*) ([^ ]+) ([^ ]*)$'
+local INFO = '^([^ ]+) (%d+) (%-?%d+) (%d+) ([01])$'
 
--- The state fields of `text` as a table; nil when it does not parse.
-local function parse(text)
-  if not text then return nil end
-  local status, attempts, token, not_before, updated_at, started_at, finished_at, expires, seq,
-        t, priority, max_attempts, dedupe, worker = string.match(text, STATE)
-  if not (status and (ACTIVE[status] or TERMINAL[status]) and tonumber(not_before)) then
+-- The fields of the two lines as a table; nil when either does not parse.
+local function parse(state, info)
+  if not state or not info then return nil end
+  local status, attempts, token, not_before, started_at, worker, finished_at, updated_at,
+        expires = string.match(state, STATE)
+  local t, seq, priority, max_attempts, dedupe = string.match(info, INFO)
+  if not (status and t and (ACTIVE[status] or TERMINAL[status]) and tonumber(not_before)) then
     return nil
   end
   return {status = status, attempts = attempts, lease_token = token, not_before = not_before,
           updated_at = updated_at, started_at = started_at, finished_at = finished_at,
-          lease_expires_at = expires, seq = seq, type = t, priority = priority,
-          max_attempts = max_attempts, dedupe = dedupe, worker_id = worker}
+          lease_expires_at = expires, worker_id = worker, type = t, seq = seq,
+          priority = priority, max_attempts = max_attempts, dedupe = dedupe}
 end
 
 local function state_text(s)
   return s.status .. ' ' .. s.attempts .. ' ' .. s.lease_token .. ' ' .. s.not_before .. ' '
-    .. s.updated_at .. ' ' .. s.started_at .. ' ' .. s.finished_at .. ' ' .. s.lease_expires_at
-    .. ' ' .. s.seq .. ' ' .. s.type .. ' ' .. s.priority .. ' ' .. s.max_attempts .. ' '
-    .. s.dedupe .. ' ' .. s.worker_id
+    .. s.started_at .. ' ' .. s.worker_id .. ' ' .. s.finished_at .. ' ' .. s.updated_at .. ' '
+    .. s.lease_expires_at
 end
 
--- The whole record: its hash fields, `s` its parsed state (nil when unreadable), `_exists`.
+local function info_text(s)
+  return s.type .. ' ' .. s.seq .. ' ' .. s.priority .. ' ' .. s.max_attempts .. ' ' .. s.dedupe
+end
+
+-- The whole record: its hash fields, `s` its parsed lines (nil when unreadable), `_exists`.
 local function read(id)
   local flat = redis.call('HGETALL', job_key(id))
   local r = {_exists = #flat > 0}
   for i = 1, #flat, 2 do r[flat[i]] = flat[i + 1] end
-  r.s = parse(r.state)
+  r.s = parse(r.state, r.info)
   return r
 end
 
--- Write state `s` and the other `fields` (name -> value) of job `id`.
+-- The parsed lines of job `id` (nil when it is missing or unreadable).
+local function job_of(id)
+  local lines = redis.call('HMGET', job_key(id), 'state', 'info')
+  return parse(lines[1], lines[2])
+end
+
+-- The status of job `id` (nil when it is missing or unreadable).
+local function status_of(id)
+  return string.match(redis.call('HGET', job_key(id), 'state') or '', '^(%a[%a_]*) ')
+end
+
+-- Write the state line of `s` and the other `fields` (name -> value) of job `id`.
 local function save(id, s, fields)
   local args = {'state', state_text(s)}
   for k, v in pairs(fields or {}) do args[#args + 1] = k; args[#args + 1] = v end
@@ -179,9 +202,8 @@ end
 
 -- File a terminal job under done:<type>:<status>, scored by the end of its retention.
 local function keep(id, t, status)
-  local until_s, expire = RETENTION[status][1], RETENTION[status][2]
-  redis.call('ZADD', index_key(t, status), until_s ~= '' and until_s or '+inf', id)
-  if until_s ~= '' then redis.call('EXPIRE', job_key(id), expire) end
+  local until_us = RETENTION[status]
+  redis.call('ZADD', index_key(t, status), until_us ~= '' and until_us or '+inf', id)
 end
 
 -- Move a job in state s to a terminal status, writing `fields` too.
@@ -211,18 +233,20 @@ local function bury(id, t, message)
   local r = read(id)
   if r.spec then redis.call('HSET', job_key(id), 'corrupt_spec', r.spec) end
   if r.state then redis.call('HSET', job_key(id), 'corrupt_state', r.state) end
+  if r.info then redis.call('HSET', job_key(id), 'corrupt_info', r.info) end
   for _, status in ipairs(STATUSES) do redis.call('ZREM', index_key(t, status), id) end
   redis.call('ZREM', delayed_key(t), id)
   if r.dedupe then free_dedupe(id) end
   local old = r.s or {}
   local s = {status = 'dead', attempts = old.attempts or '0', lease_token = old.lease_token or '0',
              not_before = NOW_S, updated_at = NOW_S, started_at = '', finished_at = NOW_S,
-             lease_expires_at = '', seq = old.seq or tostring(redis.call('INCR', SEQ)), type = t,
-             priority = '0', max_attempts = '1', dedupe = '0', worker_id = ''}
+             lease_expires_at = '', worker_id = '', type = t,
+             seq = old.seq or tostring(redis.call('INCR', SEQ)), priority = '0',
+             max_attempts = '1', dedupe = '0'}
   local stub = '{"id":' .. cjson.encode(id) .. ',"payload":{},"metadata":{},"timeout":300,'
     .. '"memory_mb":0,"correlation_id":' .. cjson.encode(id) .. ',"created_at":' .. NOW_S .. '}'
   redis.call('HDEL', job_key(id), 'dedupe')
-  save(id, s, {spec = stub, result = '', progress = '',
+  save(id, s, {spec = stub, info = info_text(s), result = '', progress = '',
                error = cjson.encode({message = message, kind = 'corrupt_record'})})
   keep(id, t, 'dead')
 end
@@ -239,13 +263,13 @@ end
 -- have produced already), also the state when the job is there with the same token, and true
 -- as second value. Otherwise nil and a LEASE_LOST error.
 local function held(id, token, done)
-  local text = redis.call('HGET', job_key(id), 'state')
-  local s = parse(text)
+  local lines = redis.call('HMGET', job_key(id), 'state', 'info')
+  local s = parse(lines[1], lines[2])
   if s and s.lease_token == token then
     if s.status == 'running' then return s, false end
     if RESENT and done and done[s.status] then return s, true end
   end
-  local exists = text ~= false or redis.call('EXISTS', job_key(id)) == 1
+  local exists = lines[1] ~= false or redis.call('EXISTS', job_key(id)) == 1
   return nil, lease_lost(id, token, exists, s and s.status, s and s.lease_token)
 end
 

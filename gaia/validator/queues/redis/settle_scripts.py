@@ -1,8 +1,9 @@
 """Lua functions of the steps a lease holder takes: heartbeat, complete, retry, fail, release.
 
 Each takes a batch of items (one per lease) and is fenced per item: it acts only if the job is
-running under the item's lease token (see ``held`` in :mod:`.scripts`); its entry is the job's
-new state line and progress (see ``settled``), or a LEASE_LOST error. An item re-sent after a
+running under the item's lease token (see ``held`` in :mod:`.scripts`; complete compares the
+start of the state line); its entry is the job's new state line and progress (see
+``settled``), or a LEASE_LOST error. An item re-sent after a
 lost reply finds the job already in the step's target status with the same token, and gets the
 state, progress, error and result as stored.
 """
@@ -10,18 +11,19 @@ state, progress, error and result as stored.
 from __future__ import annotations
 
 HEARTBEAT = r"""
--- args[A]: new lease expiry, args[A+1]: number of items; per item: id, token, progress JSON or ''.
+-- args[A]: new lease expiry, args[A+1]: it in us, args[A+2]: number of items; per item: id,
+-- token, progress JSON or ''.
 local function heartbeat(keys, args)
   begin(keys, args)
   local expires, out = args[A], {}
-  for i = 0, tonumber(args[A + 1]) - 1 do
-    local o = A + 2 + i * 3
+  for i = 0, tonumber(args[A + 2]) - 1 do
+    local o = A + 3 + i * 3
     local id, token = args[o], args[o + 1]
     local s, err = held(id, token, nil)
     if s then
       s.lease_expires_at, s.updated_at = expires, NOW_S
       save(id, s, args[o + 2] ~= '' and {progress = args[o + 2]} or nil)
-      redis.call('ZADD', index_key(s.type, 'running'), expires, id)
+      redis.call('ZADD', index_key(s.type, 'running'), args[A + 1], id)
       out[i + 1] = settled(id, s, false)
     else
       out[i + 1] = err
@@ -32,42 +34,45 @@ end
 """
 
 COMPLETE = r"""
--- args[A]: number of items; per item: id, token, result JSON. The hot path: one read, one
--- write and the expiry per job; the sorted-set moves of the batch are gathered. COMPLETED
--- captures status, attempts .. updated_at (token inside), started_at, seq .. dedupe (type and
--- dedupe inside) and worker_id.
-local COMPLETED = '^(%a[%a_]*) (%d+ (%d+) [^ ]+) [^ ]+ ([^ ]*) [^ ]* [^ ]* '
-  .. '(%d+ ([^ ]+) %-?%d+ %d+ ([01])) (.*)$'
+-- args[A]: number of items; per item: id, the state line the lease holder's job must start
+-- with ('running <attempts> <lease_token> '), the job's type, '1' if it has a dedupe key,
+-- result JSON. The hot path compares that start, keeps the line up to worker_id (three plain
+-- finds further), writes finished_at and updated_at after it, and files the job: two calls of
+-- its own per job; its entry is {false, progress}. Anything else (a lost lease, a re-send) goes
+-- the general way.
 local function complete(keys, args)
   begin(keys, args)
-  local until_s, expire = RETENTION.succeeded[1], RETENTION.succeeded[2]
-  local score = until_s ~= '' and until_s or '+inf'
+  local score = RETENTION.succeeded ~= '' and RETENTION.succeeded or '+inf'
   local out, g = {}, gather()
   for i = 0, tonumber(args[A]) - 1 do
-    local o = A + 1 + i * 3
-    local id, token = args[o], args[o + 1]
+    local o = A + 1 + i * 5
+    local id, expected, t = args[o], args[o + 1], args[o + 2]
     local key = job_key(id)
     local v = redis.call('HMGET', key, 'state', 'progress')
-    local status, head, held_token, started, tail, t, dedupe, worker =
-      string.match(v[1] or '', COMPLETED)
-    if status == 'running' and held_token == token then
-      local state = 'succeeded ' .. head .. ' ' .. NOW_S .. ' ' .. started .. ' ' .. NOW_S
-        .. '  ' .. tail .. ' ' .. worker
-      redis.call('HSET', key, 'state', state, 'result', args[o + 2])
-      if until_s ~= '' then redis.call('EXPIRE', key, expire) end
+    local old, kept = v[1], nil
+    if old and string.sub(old, 1, #expected) == expected then
+      kept = string.find(old, ' ', #expected + 1, true) -- after not_before
+      kept = kept and string.find(old, ' ', kept + 1, true) -- after started_at
+      kept = kept and string.find(old, ' ', kept + 1, true) -- after worker_id
+    end
+    if kept then
+      redis.call('HSET', key, 'state',
+                 'succeeded' .. string.sub(old, 8, kept) .. NOW_S .. ' ' .. NOW_S .. ' ',
+                 'result', args[o + 4])
       later_rem(g, index_key(t, 'running'), id)
       later_add(g, index_key(t, 'succeeded'), score, id)
-      if dedupe == '1' then free_dedupe(id) end
-      out[i + 1] = {state, v[2]}
+      if args[o + 3] == '1' then free_dedupe(id) end
+      out[i + 1] = {false, v[2]}
     else
+      local token = string.match(expected, '^running %d+ (%d+) ') or '?'
       local s, done = held(id, token, {succeeded = true})
       if not s then
         out[i + 1] = done
       elseif done then
         out[i + 1] = settled(id, nil, true)
-      else -- running under this token, in a shape COMPLETED does not read: the general way
-        finish(id, s, 'succeeded', {result = args[o + 2]})
-        out[i + 1] = settled(id, s, false)
+      else -- running under this token, in a shape the holder did not expect: the general way
+        finish(id, s, 'succeeded', {result = args[o + 4]})
+        out[i + 1] = settled(id, s, true)
       end
     end
   end

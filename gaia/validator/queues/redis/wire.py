@@ -65,9 +65,9 @@ class Wire:
         if transport is None or transport.is_closing():
             raise RedisConnectionError("the queue's connection is not open")
         sent = time.monotonic()
-        if not self._waiting:
+        if self._watchdog is None:
             self._arm(self._timeout)
-        self._waiting.extend((on_reply, sent) for on_reply in on_replies)
+        self._waiting.extend([(on_reply, sent) for on_reply in on_replies])
         transport.write(data)
 
     async def open(self) -> None:
@@ -140,9 +140,10 @@ class Wire:
         except IndexError:
             self._break(RedisConnectionError("redis sent a reply nobody waited for"))
             return
-        if not waiting and self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        self.delivered()
+
+    def delivered(self) -> None:
+        """Called after the replies of a read were handed on (set by the user of the wire)."""
 
     def _lost(self, protocol: _Protocol, error: Exception | None) -> None:
         if protocol is not self._protocol:
@@ -160,7 +161,11 @@ class Wire:
         self._watchdog = asyncio.get_running_loop().call_later(delay, self._check)
 
     def _check(self) -> None:
-        """Break the connection if its oldest waiting call has waited ``timeout`` seconds."""
+        """Break the connection if its oldest waiting call has waited ``timeout`` seconds.
+
+        Armed by a send while unarmed, it stays armed (re-armed here) while calls wait, so a
+        busy connection pays for one timer per ``timeout``, not one per write.
+        """
         self._watchdog = None
         if not self._waiting:
             return
