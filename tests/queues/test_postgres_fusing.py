@@ -53,7 +53,9 @@ async def test_types_limit_what_is_claimed(pg: PostgresQueue, clock: FakeClock) 
     assert lease is not None
     _, leases = await pg.complete_and_claim(lease, count=5, types=["kind.b"])
     assert [claimed.job.type for claimed in leases] == ["kind.b"]
-    done, none = await pg.complete_and_claim(leases[0], types=[])
+    with pytest.raises(ValueError, match="at least one job type"):
+        await pg.complete_and_claim(leases[0], types=[])
+    done, none = await pg.complete_and_claim(leases[0], types=["kind.c"])
     assert done.status is JobStatus.SUCCEEDED and none == []
     assert (await pg.stats()).total(JobStatus.QUEUED) == 1
 
@@ -108,6 +110,10 @@ async def test_bad_arguments_are_refused(pg: PostgresQueue, clock: FakeClock) ->
     assert lease is not None
     with pytest.raises(ValueError, match="count must be >= 1"):
         await pg.complete_and_claim(lease, count=0)
+    with pytest.raises(ValueError, match="lease_seconds must be > 0"):
+        await pg.complete_and_claim(lease, lease_seconds=0.0)
+    with pytest.raises(TypeError, match="not the string"):
+        await pg.complete_and_claim(lease, types="kind.a")
     with pytest.raises(ValueError):
         await pg.complete_and_claim(lease, {"not": float("nan")})
     assert (await pg.get(lease.job_id)).status is JobStatus.RUNNING  # type: ignore[union-attr]

@@ -201,8 +201,6 @@ class PostgresQueue(Queue):
     ) -> list[Lease]:
         """Up to ``count`` jobs, best first, in one claim statement (shared with concurrent
         claims of this process); waits up to ``wait`` s for the first."""
-        if count < 1:
-            raise ValueError(f"count must be >= 1, got {count}")
         return await self._claim_waiting(worker_id, count, types, lease_seconds, wait)
 
     async def _claim_waiting(
@@ -214,9 +212,8 @@ class PostgresQueue(Queue):
         wait: float,
     ) -> list[Lease]:
         self._check_open()
-        wanted = None if types is None else tuple(sorted(set(types)))
-        if wanted is not None and not wanted:
-            return []
+        chosen = lifecycle.claim_scope(types, lease_seconds, count)
+        wanted = None if chosen is None else tuple(chosen)
         signal = self._listener.signal
         if wait > 0:
             self._listener.start()
@@ -305,11 +302,8 @@ class PostgresQueue(Queue):
         per batch instead of two. Does not wait: no job due, no lease. If the completion raises
         (LeaseLost), nothing stays claimed for this call."""
         self._check_open()
-        if count < 1:
-            raise ValueError(f"count must be >= 1, got {count}")
-        wanted = None if types is None else tuple(sorted(set(types)))
-        if wanted is not None and not wanted:
-            return await self.complete(lease, result), []
+        chosen = lifecycle.claim_scope(types, lease_seconds, count)
+        wanted = None if chosen is None else tuple(chosen)
         return await self._fuser.complete_and_claim(lease, result, wanted, lease_seconds, count)
 
     async def _complete_one(self, lease: Lease, result: JSONValue) -> Job:
