@@ -387,11 +387,18 @@ async def run() -> list[Row]:
             statistics.median(run.rate for run in fused), "jobs/s",
             _spread([run.rate for run in fused]))
         _cpu_rows(add, "postgres", fused)
-        pool = [await _measure(server_url, pool_processing) for _ in range(REPEATS)]
-        add("postgres", f"processing, WorkerPool 1 x {CLAIMERS} slots",
-            statistics.median(run.rate for run in pool), "jobs/s",
+        pool, pool_peer, _ = await _interleaved(server_url, pool_processing, pgqueuer_processing)
+        pool_rate = statistics.median(run.rate for run in pool)
+        add("postgres", f"processing, WorkerPool 1 x {CLAIMERS} slots", pool_rate, "jobs/s",
             _spread([run.rate for run in pool]))
-        _cpu_rows(add, "postgres", pool)
+        pool_cpu = _cpu_rows(add, "postgres", pool)
+        if pool_peer:
+            peer_rate = statistics.median(run.rate for run in pool_peer)
+            peer_cpu = _cpu_rows(add, "pgqueuer", pool_peer)
+            add("postgres", "WorkerPool / pgqueuer", pool_rate / peer_rate, "x",
+                f"pgqueuer {peer_rate:,.0f} jobs/s in the same interleaved runs; target >= 1.5")
+            if pool_cpu and peer_cpu:
+                add("postgres", "CPU per job: pgqueuer / WorkerPool", peer_cpu / pool_cpu, "x")
         for name, runner in PEERS.items():
             try:
                 result = await asyncio.wait_for(_measure(server_url, runner), PEER_TIMEOUT)

@@ -20,6 +20,9 @@ Semantics, identical on every backend and tested by one conformance suite:
   cancelled and its holder learns it at its next heartbeat (LeaseLost).
 - **Release.** A graceful shutdown hands a claim back: the job is ``queued`` again at once and the
   attempt is not counted.
+- **Complete and claim.** ``complete_and_claim`` is ``complete`` followed by a non-waiting
+  ``claim_many`` for the same worker. A backend that does both in one round trip says so with
+  ``fuses_complete_and_claim``; the WorkerPool then hands a slot its next job that way.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ class Queue(ABC):
     """Abstract async job queue; see the module docstring for the semantics."""
 
     url: str = ""
+    fuses_complete_and_claim: bool = False
+    """True when ``complete_and_claim`` costs one round trip (else it is two calls)."""
 
     @abstractmethod
     async def enqueue(self, job: Job) -> Job:
@@ -107,6 +112,23 @@ class Queue(ABC):
                 break
             leases.append(lease)
         return leases
+
+    async def complete_and_claim(
+        self,
+        lease: Lease,
+        result: JSONValue = None,
+        *,
+        count: int = 1,
+        types: Collection[str] | None = None,
+        lease_seconds: float = 30.0,
+    ) -> tuple[Job, list[Lease]]:
+        """``complete(lease, result)``, then up to ``count`` due jobs for the same worker (no
+        waiting). A completion that raises (LeaseLost) claims nothing."""
+        job = await self.complete(lease, result)
+        leases = await self.claim_many(
+            lease.worker_id, count, types=types, lease_seconds=lease_seconds
+        )
+        return job, leases
 
     @abstractmethod
     async def heartbeat(

@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gaia.validator.core.errors import QueueClosed, UnknownTask
-from gaia.validator.core.job import JobError
-from gaia.validator.core.outcomes import Fail, Outcome, TaskResult
+from gaia.validator.core.job import Job, JobError
+from gaia.validator.core.outcomes import Fail, Outcome, Success, TaskResult
 from gaia.validator.core.queue import Lease, Queue
 from gaia.validator.core.task import TaskRegistry
 from gaia.validator.workers.context import JobContext
 from gaia.validator.workers.execute import Executor, ProcessRunner
 from gaia.validator.workers.heartbeats import Heartbeats
 from gaia.validator.workers.middleware import Middleware, compose, default_middleware
-from gaia.validator.workers.settle import release, settle
+from gaia.validator.workers.settle import complete_and_claim, release, settle
 
 log = logging.getLogger("gaia.worker")
 
@@ -84,6 +84,8 @@ class WorkerPool:
         self._reaper: asyncio.Task[None] | None = None
         self._running: dict[str, asyncio.Task[None]] = {}
         self._heartbeats = Heartbeats(queue, self.config.lease_seconds)
+        self._background: set[asyncio.Future[None]] = set()
+        """Releases of claims no slot will run (kept referenced until they finish)."""
 
     @property
     def running_jobs(self) -> int:
@@ -123,6 +125,8 @@ class WorkerPool:
         if leftover:
             log.warning("drain deadline reached: cancelled %d running jobs", len(leftover))
             await asyncio.gather(*leftover, return_exceptions=True)
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         await self._heartbeats.stop()
         for layer in self._middleware:
             await layer.stop()
@@ -217,25 +221,40 @@ class WorkerPool:
                 await asyncio.wait_for(self._stopping.wait(), self.config.reap_interval)
 
     async def _run(self, lease: Lease) -> None:
+        """Run the slot's job, then each next job its completion claimed (see ``_finish``)."""
+        current: Lease | None = lease
         try:
-            await self._run_attempt(lease)
+            while current is not None:
+                following = await self._run_attempt(current)
+                self._running.pop(current.job_id, None)
+                current = following
+                if current is None:
+                    break
+                if self._stopping.is_set():
+                    await asyncio.shield(release(self._queue, current))
+                    current = None
+                    break
+                runner = asyncio.current_task()
+                assert runner is not None
+                self._running[current.job_id] = runner
         except Exception:
-            log.exception("worker error while running job %s", lease.job_id)
+            log.exception("worker error while running job %s", (current or lease).job_id)
         finally:
-            self._running.pop(lease.job_id, None)
+            if current is not None:
+                self._running.pop(current.job_id, None)
             self._free += 1
             self._slot_freed.set()
 
-    async def _run_attempt(self, lease: Lease) -> None:
+    async def _run_attempt(self, lease: Lease) -> Lease | None:
         """Run one claimed job in this task; cancelling the task (drain deadline, lost lease)
-        stops the handler, and the claim is then released unless the lease was lost."""
+        stops the handler, and the claim is then released unless the lease was lost. Returns
+        the slot's next job when recording the outcome claimed one."""
         job = lease.job
         started = time.time()
         try:
             task = self._registry.get(job.type)
         except UnknownTask as exc:
-            await self._finish(lease, Fail(JobError(str(exc), kind="unknown_type")), started)
-            return
+            return await self._finish(lease, Fail(JobError(str(exc), kind="unknown_type")), started)
         runner = asyncio.current_task()
         assert runner is not None
         cancel_event = asyncio.Event()
@@ -256,17 +275,57 @@ class WorkerPool:
         finally:
             self._heartbeats.drop(held)
         if held.lost:
-            return
+            return None
         if outcome is None:
             await asyncio.shield(release(self._queue, held.lease))
-            return
-        await self._finish(held.lease, outcome, started)
+            return None
+        return await self._finish(held.lease, outcome, started)
 
-    async def _finish(self, lease: Lease, outcome: Outcome, started: float) -> None:
+    async def _finish(self, lease: Lease, outcome: Outcome, started: float) -> Lease | None:
+        """Record the outcome. On a backend that completes and claims in one round trip, a
+        success also claims this slot's next job (never while stopping), which is returned."""
         # Shielded: a cancel arriving now (drain deadline) must not lose a finished outcome.
-        if await asyncio.shield(settle(self._queue, lease, outcome)) is not None:
-            job = lease.job
-            self._notify(TaskResult(job.id, job.type, job.attempts, outcome, started, time.time()))
+        next_lease: Lease | None = None
+        if (
+            isinstance(outcome, Success)
+            and self._queue.fuses_complete_and_claim
+            and not self._stopping.is_set()
+        ):
+            recording = asyncio.ensure_future(
+                complete_and_claim(
+                    self._queue, lease, outcome.value, self._types, self.config.lease_seconds
+                )
+            )
+            try:
+                recorded = await asyncio.shield(recording)
+            except asyncio.CancelledError:
+                recording.add_done_callback(self._release_orphans)
+                raise
+            job = None if recorded is None else recorded[0]
+            if recorded is not None and recorded[1]:
+                next_lease = recorded[1][0]
+                self._release_later(recorded[1][1:])  # asked for one: more would be a bug
+        else:
+            job = await asyncio.shield(settle(self._queue, lease, outcome))
+        if job is not None:
+            attempts = lease.job.attempts
+            self._notify(TaskResult(job.id, job.type, attempts, outcome, started, time.time()))
+        return next_lease
+
+    def _release_orphans(self, recording: asyncio.Future[tuple[Job, list[Lease]] | None]) -> None:
+        """A completion that also claimed finished after its slot was cancelled: hand back what
+        it claimed, so those jobs are not left waiting for their leases to expire."""
+        if recording.cancelled() or recording.exception() is not None:
+            return
+        recorded = recording.result()
+        if recorded is not None:
+            self._release_later(recorded[1])
+
+    def _release_later(self, leases: Sequence[Lease]) -> None:
+        for lease in leases:
+            releasing = asyncio.ensure_future(release(self._queue, lease))
+            self._background.add(releasing)
+            releasing.add_done_callback(self._background.discard)
 
     def _notify(self, result: TaskResult) -> None:
         for layer in self._middleware:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Collection
+from typing import TypeVar
 
 from gaia.validator.core.errors import LeaseLost, QueueClosed
 from gaia.validator.core.job import Job
+from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.outcomes import Errored, Fail, NotReady, Outcome, Retry, Success
 from gaia.validator.core.queue import Lease, Queue
 
 log = logging.getLogger("gaia.worker")
 
 SETTLE_ATTEMPTS = 5
+_T = TypeVar("_T")
 
 
 async def apply_outcome(queue: Queue, lease: Lease, outcome: Outcome) -> Job:
@@ -35,10 +39,30 @@ async def settle(queue: Queue, lease: Lease, outcome: Outcome) -> Job | None:
     Returns None when the lease was lost (cancelled or reclaimed): that attempt's outcome is
     discarded, and whoever holds the job now decides its fate.
     """
+    return await _recorded(lease, lambda: apply_outcome(queue, lease, outcome))
+
+
+async def complete_and_claim(
+    queue: Queue,
+    lease: Lease,
+    value: JSONValue,
+    types: Collection[str] | None,
+    lease_seconds: float,
+) -> tuple[Job, list[Lease]] | None:
+    """Record a success and claim the slot's next job in one call, retried like ``settle``."""
+    return await _recorded(
+        lease,
+        lambda: queue.complete_and_claim(
+            lease, value, count=1, types=types, lease_seconds=lease_seconds
+        ),
+    )
+
+
+async def _recorded(lease: Lease, write: Callable[[], Awaitable[_T]]) -> _T | None:
     delay = 0.05
     for attempt in range(1, SETTLE_ATTEMPTS + 1):
         try:
-            return await apply_outcome(queue, lease, outcome)
+            return await write()
         except LeaseLost as exc:
             log.warning("outcome of job %s discarded: %s", lease.job_id, exc)
             return None

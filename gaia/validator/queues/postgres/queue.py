@@ -60,6 +60,8 @@ EXHAUSTED_ERROR = error_value(JobError("no attempt left", kind=lifecycle.EXHAUST
 class PostgresQueue(Queue):
     """Open with :func:`open_postgres_queue`; see the module docstring for the guarantees."""
 
+    fuses_complete_and_claim = True  # one statement per batch (see complete_and_claim)
+
     def __init__(self, parsed: ParsedURL, *, clock: Callable[[], float] = time.time) -> None:
         self.url = parsed.display
         self.dsn = parsed.dsn
