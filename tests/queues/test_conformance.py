@@ -112,6 +112,33 @@ async def test_complete_stores_result(queue: Queue, clock: FakeClock) -> None:
     assert stored.finished_at is not None
 
 
+async def test_complete_and_claim_completes_then_claims_the_best_due_jobs(
+    queue: Queue, clock: FakeClock
+) -> None:
+    first = await queue.enqueue(make(clock, priority=9))
+    low, high = make(clock, priority=0), make(clock, priority=5)
+    later = make(clock, priority=9, delay=60)
+    other = make(clock, "test.other", priority=9)
+    await queue.enqueue_many([low, high, later, other])
+    lease = await claim(queue, "w1", types=["test.noop"])
+    assert lease.job_id == first.id
+    done, leases = await queue.complete_and_claim(
+        lease, {"ok": True}, count=5, types=["test.noop"], lease_seconds=10.0
+    )
+    assert done.status is JobStatus.SUCCEEDED and done.result == {"ok": True}
+    assert [next_lease.job_id for next_lease in leases] == [high.id, low.id]
+    assert all(next_lease.worker_id == "w1" for next_lease in leases)
+    assert all(next_lease.job.status is JobStatus.RUNNING for next_lease in leases)
+    done, none_due = await queue.complete_and_claim(leases[0], count=1, types=["test.noop"])
+    assert done.id == high.id and none_due == []
+    # a stale lease changes nothing and claims nothing
+    await queue.complete(leases[1])
+    with pytest.raises(LeaseLost):
+        await queue.complete_and_claim(leases[1], count=3)
+    stored = await queue.get(other.id)
+    assert stored is not None and stored.status is JobStatus.QUEUED and stored.attempts == 0
+
+
 async def test_heartbeat_extends_lease_so_reaper_leaves_it(queue: Queue, clock: FakeClock) -> None:
     await queue.enqueue(make(clock))
     lease = await claim(queue)

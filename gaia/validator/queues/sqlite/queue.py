@@ -50,6 +50,8 @@ def _revived(job: Job, now: float) -> Job:
 
 
 class SqliteQueue(Queue):
+    fuses_complete_and_claim = True  # one transaction (see complete_and_claim)
+
     def __init__(
         self, options: SqliteOptions, *, clock: Callable[[], float] = time.time, url: str = ""
     ) -> None:
@@ -177,6 +179,33 @@ class SqliteQueue(Queue):
         return await self._settle(
             lease, now, lambda held: lifecycle.completed(held, now, result), False
         )
+
+    async def complete_and_claim(
+        self,
+        lease: Lease,
+        result: JSONValue = None,
+        *,
+        count: int = 1,
+        types: Collection[str] | None = None,
+        lease_seconds: float = 30.0,
+    ) -> tuple[Job, list[Lease]]:
+        """Complete, then claim up to ``count`` due jobs for the same worker, in one transaction
+        (the claims are rolled back with the completion if its lease was lost)."""
+        self._check_open()
+        chosen = lifecycle.claim_scope(types, lease_seconds, count)
+        now = self._now()
+
+        def complete_then_claim(db: sqlite3.Connection) -> tuple[Job, list[Job]]:
+            job = store.settle(db, lease, now, lambda held: lifecycle.completed(held, now, result))
+            claimed, _ = store.claim(db, lease.worker_id, chosen, lease_seconds, now, count)
+            return job, claimed
+
+        job, claimed = await self._db.submit(
+            complete_then_claim,
+            Kind.CHANGE,
+            abandoned=lambda done: self._release_abandoned((done[1], None)),
+        )
+        return job, [lifecycle.lease_for(claimed_job) for claimed_job in claimed]
 
     async def retry(
         self, lease: Lease, *, at: float, error: JobError | None = None, count_attempt: bool = True
