@@ -357,3 +357,18 @@ async def test_every_step_returns_the_job_as_stored(open_redis: Opener, clock: F
     await same(await queue.fail(other, JobError("no")))
     await same(await queue.requeue(other.job_id))
     await same(await queue.cancel(other.job_id))
+
+
+async def test_ready_members_built_at_enqueue_match_those_of_later_steps(
+    open_redis: Opener, clock: FakeClock
+) -> None:
+    """Enqueue builds a job's ready-set member from the client's figure of its due time, cancel
+    rebuilds it in Lua from the stored text: they must agree to the byte for odd times too."""
+    queue = await open_redis()
+    odd = [0.1, 1e-7, 1234.5678901234, 1700000000.123457, clock() - 0.000001]
+    jobs = [new_job("test.noop", {}, not_before=t, now=clock()) for t in odd]
+    await queue.enqueue_many(jobs)
+    assert await command(queue, "ZCARD", queue.keys.ready("test.noop")) == len(jobs)
+    for job in jobs:
+        await queue.cancel(job.id)
+    assert await command(queue, "ZCARD", queue.keys.ready("test.noop")) == 0

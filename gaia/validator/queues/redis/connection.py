@@ -43,7 +43,7 @@ from gaia.validator.queues.redis.pipelining import (
     no_arguments,
 )
 from gaia.validator.queues.redis.records import micros, number_text
-from gaia.validator.queues.redis.wire import Wire
+from gaia.validator.queues.redis.wire import Wire, Words
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class RedisLink:
     async def batched(
         self,
         step: str,
-        item: Sequence[str],
+        item: Words,
         *,
         group: Hashable = None,
         group_arguments: GroupArguments = no_arguments,
@@ -128,9 +128,22 @@ class RedisLink:
         """A call of function ``step`` with ``arguments(now)``."""
         return await self.reconnecting(lambda resent: self._calls.single(step, arguments, resent))
 
-    async def stream(self, step: str, calls: Callable[[], Iterable[Sequence[str]]]) -> list[Ran]:
+    async def stream(self, step: str, calls: Callable[[], Iterable[Words]]) -> list[Ran]:
         """Calls of function ``step`` built lazily by ``calls()``, streamed in order."""
         return await self.reconnecting(lambda resent: self._calls.stream(step, calls, resent))
+
+    async def read(self, *words: str) -> Reply:
+        """A plain read-only command on the function calls' connection (packed without
+        redis-py's per-argument work; for commands of many arguments)."""
+
+        async def run(resent: bool) -> Reply:
+            await self._wire.open()
+            reply = await self._wire.call(words)
+            if isinstance(reply, ResponseError):
+                raise reply
+            return reply
+
+        return await self.reconnecting(run)
 
     async def command(self, *words: str) -> Reply:
         """A plain (idempotent) command, re-sent after reconnecting if need be."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 ENQUEUE = r"""
 -- args[A]: number of groups; each group: its number of jobs n, then per job: id, type,
--- ready score (-priority), not_before, dedupe key ('' = none), spec, state line, and the info
--- line after its type and seq (priority max_attempts dedupe).
+-- ready score (-priority), due time in whole microseconds (clamped as by order_member), dedupe
+-- key ('' = none), spec, state line, and the info line after its type and seq (priority
+-- max_attempts dedupe). The seq (15 digits, so it is also the order member's) is the only
+-- number formatted here; due-ness compares digit strings.
 -- A group is all or nothing: when one of its ids exists already (and the call is not a
 -- re-send) its entry is a DUPLICATE_ID error and none of its jobs is stored. Otherwise its
 -- entry lists per job 0 (stored as given) or the active job (HGETALL) that holds its dedupe key
@@ -48,15 +50,15 @@ local function store_group(args, first, n, g, woken)
   local entries = {}
   for i = 0, n - 1 do
     local o = first + i * ENQUEUE_WIDTH
-    local id, t, score, not_before, dedupe = args[o], args[o + 1], args[o + 2], args[o + 3],
-                                            args[o + 4]
+    local id, t, score, due_us, dedupe = args[o], args[o + 1], args[o + 2], args[o + 3],
+                                        args[o + 4]
     seq = seq + 1
     local holder = dedupe ~= '' and holder_of(dedupe)
     if not holder and RESENT and redis.call('EXISTS', job_key(id)) == 1 then holder = id end
     if holder then
       entries[i + 1] = redis.call('HGETALL', job_key(holder))
     else
-      local key, seq_s = job_key(id), tostring(seq)
+      local key, seq_s = job_key(id), string.format('%015d', seq)
       local info = t .. ' ' .. seq_s .. ' ' .. args[o + 7]
       if dedupe ~= '' then
         redis.call('HSET', DEDUPE, dedupe, id)
@@ -66,10 +68,11 @@ local function store_group(args, first, n, g, woken)
         redis.call('HSET', key, 'spec', args[o + 5], 'state', args[o + 6], 'info', info)
       end
       later_add(g, index_key(t, 'queued'), seq_s, id)
-      if tonumber(not_before) <= NOW then
-        later_add(g, ready_key(t), score, order_member(not_before, seq_s, id))
-      else
-        later_add(g, delayed_key(t), not_before, id)
+      if #due_us < #NOW_US or (#due_us == #NOW_US and due_us <= NOW_US) then
+        later_add(g, ready_key(t), score,
+                  string.rep('0', 17 - #due_us) .. due_us .. ':' .. seq_s .. ':' .. id)
+      else -- delayed: scored by not_before as written in the state line
+        later_add(g, delayed_key(t), string.match(args[o + 6], '^[^ ]+ [^ ]+ [^ ]+ ([^ ]+)'), id)
       end
       woken[t] = (woken[t] or 0) + 1
       entries[i + 1] = 0

@@ -24,7 +24,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gaia.validator.queues.redis.scripts import LIBRARY_TEXT, function_name
-from gaia.validator.queues.redis.wire import Wire, pack_words
+from gaia.validator.queues.redis.wire import Wire, Words, pack_words, packed
 
 Reply = object
 Ran = tuple[Reply, float]  # a reply, and the `now` its call ran with
@@ -83,7 +83,7 @@ class FunctionCalls:
         step: str,
         group: Hashable,
         group_arguments: GroupArguments,
-        item: Sequence[str],
+        item: Words,
         resent: bool,
     ) -> asyncio.Future[Ran]:
         """Add ``item`` to this turn's call of ``step`` for ``group``; resolves to its entry."""
@@ -102,7 +102,7 @@ class FunctionCalls:
         return batch.add(())
 
     async def stream(
-        self, step: str, calls: Callable[[], Iterable[Sequence[str]]], resent: bool
+        self, step: str, calls: Callable[[], Iterable[Words]], resent: bool
     ) -> list[Ran]:
         """Calls of ``step`` with the arguments ``calls()`` yields, in order, each written as
         soon as it is packed (the server runs one while the next is packed). Replies in order;
@@ -114,10 +114,18 @@ class FunctionCalls:
         try:
             for arguments in calls():
                 now = self._clock()
-                words = [*self._header(now, resent), *arguments]
+                header = self._header(now, resent)
+                own = packed(arguments)
                 future: asyncio.Future[Reply] = loop.create_future()
                 self._wire.send(
-                    b"".join([b"*%d\r\n" % (4 + len(words)), self._head(step), pack_words(words)]),
+                    b"".join(
+                        [
+                            b"*%d\r\n" % (4 + len(header) + own.count),
+                            self._head(step),
+                            pack_words(header),
+                            own.data,
+                        ]
+                    ),
                     [_resolver(future)],
                 )
                 futures.append(future)
@@ -226,10 +234,11 @@ class _Batch:
         self.words = 0
         self.futures: list[asyncio.Future[Ran]] = []
 
-    def add(self, item: Sequence[str]) -> asyncio.Future[Ran]:
+    def add(self, item: Words) -> asyncio.Future[Ran]:
         future: asyncio.Future[Ran] = asyncio.get_running_loop().create_future()
-        self.parts.append(pack_words(item))
-        self.words += len(item)
+        words = packed(item)
+        self.parts.append(words.data)
+        self.words += words.count
         self.futures.append(future)
         return future
 

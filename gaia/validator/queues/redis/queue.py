@@ -21,7 +21,7 @@ from gaia.validator.queues.redis.options import RedisOptions
 from gaia.validator.queues.redis.pipelining import GroupArguments
 from gaia.validator.queues.redis.records import (
     decode_hash,
-    enqueue_arguments,
+    enqueue_resp,
     error_text,
     json_text,
     micros,
@@ -36,9 +36,11 @@ from gaia.validator.queues.redis.replies import (
     decode_settled,
     new_lease,
 )
+from gaia.validator.queues.redis.wire import Packed, pack_words
 
 log = logging.getLogger(__name__)
 
+ENQUEUE_WIDTH = 8  # arguments per job of the enqueue function
 ENQUEUE_CHUNK = 250  # jobs per enqueue call of a large batch: the next is packed while one runs
 REAP_LIMIT = 1_000  # expired leases / purges handled per set and reap call
 CLAIMED_WIDTH = 5  # values per job in a claim entry: id, spec, state, error, info
@@ -106,9 +108,9 @@ class RedisQueue(Queue):
         else:
             await self._refuse_existing(jobs)
 
-            def calls() -> Iterator[list[str]]:
+            def calls() -> Iterator[Packed]:
                 for start in range(0, len(jobs), ENQUEUE_CHUNK):
-                    yield ["1", *_group(jobs[start : start + ENQUEUE_CHUNK])]
+                    yield _group(jobs[start : start + ENQUEUE_CHUNK], groups=1)
 
             entries = []
             for reply, _ in await self._link.stream("enqueue", calls):
@@ -128,7 +130,7 @@ class RedisQueue(Queue):
 
     async def _refuse_existing(self, jobs: Sequence[Job]) -> None:
         keys = [self.keys.job(job.id) for job in jobs]
-        if await self._link.command("EXISTS", *keys):
+        if await self._link.read("EXISTS", *keys):
             for job, key in zip(jobs, keys, strict=True):
                 if await self._link.command("EXISTS", key):
                     raise ValueError(f"a job with id {job.id} already exists")
@@ -361,9 +363,10 @@ class RedisQueue(Queue):
         await self._link.close()
 
 
-def _group(jobs: Sequence[Job]) -> list[str]:
-    """The enqueue function's arguments for one all-or-nothing group of jobs."""
-    arguments = [str(len(jobs))]
-    for job in jobs:
-        arguments += enqueue_arguments(job)
-    return arguments
+def _group(jobs: Sequence[Job], groups: int | None = None) -> Packed:
+    """The enqueue function's arguments for one all-or-nothing group of jobs, packed; with
+    ``groups``, preceded by the number of groups (a call of its own)."""
+    count = str(len(jobs))
+    head = [count] if groups is None else [str(groups), count]
+    text = "".join([enqueue_resp(job) for job in jobs])
+    return Packed(pack_words(head) + text.encode(), len(head) + ENQUEUE_WIDTH * len(jobs))

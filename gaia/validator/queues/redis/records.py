@@ -41,8 +41,16 @@ from gaia.validator.core.job import (
 from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.status import JobStatus
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-_encode = _ENCODER.encode
+
+def _not_json(value: object) -> object:
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+# The C encoder of the json module, made once: strict (no NaN), compact, ASCII-only. json.dumps
+# and JSONEncoder.encode build it anew on every call.
+_json_chunks: Callable[[object, int], list[str]] = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+    None, _not_json, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
+)
 _scan: Callable[[str, int], tuple[JSONValue, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _INF = float("inf")
 STATUSES = {status.value: status for status in JobStatus}
@@ -93,22 +101,25 @@ def micros(value: float) -> str:
     return str(int(value * 1_000_000))
 
 
+def due_micros(not_before: float) -> str:
+    """``not_before`` in whole microseconds as the ready order reads it: clamped to
+    [0, 9.9e16] like ``order_member`` in the Lua library, which computes the same figure from
+    the same float (so a member built on either side is the same)."""
+    return str(max(0, min(int(not_before * 1_000_000), 99_000_000_000_000_000)))
+
+
 def json_text(value: JSONValue) -> str:
     """Strict JSON (no NaN), for results, errors and progress written by the functions."""
     if value is None:
         return "null"
     try:
-        return _encode(value)
-    except (TypeError, ValueError) as exc:
+        return "".join(_json_chunks(value, 0))
+    except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(f"value is not JSON-serialisable: {exc}") from None
 
 
 def error_text(error: JobError | None) -> str:
     return "" if error is None else json_text(error_to_record(error))
-
-
-def _time(value: float | None) -> str:
-    return "" if value is None else repr(value)
 
 
 def worker_text(worker_id: str | None) -> str:
@@ -129,8 +140,8 @@ def worker_from(text: str) -> str | None:
 
 def enqueue_arguments(job: Job) -> list[str]:
     """The arguments the enqueue function reads for one job (ENQUEUE_WIDTH), in its order: id,
-    type, ready score, not_before, dedupe key, spec, state line, and the info line after its
-    type and seq (which the function fills in)."""
+    type, ready score, due time (:func:`due_micros`), dedupe key, spec, state line, and the
+    info line after its type and seq (which the function fills in)."""
     spec: dict[str, JSONValue] = {
         "id": job.id,
         "payload": job.payload,
@@ -153,22 +164,45 @@ def enqueue_arguments(job: Job) -> list[str]:
     if job.progress is not None:
         spec["progress"] = progress_to_record(job.progress)
     try:
-        text = _encode(spec)
+        text = "".join(_json_chunks(spec, 0))
         not_before = number_text(job.not_before)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(f"job {job.id} cannot be stored: {exc}") from None
+    updated = not_before if job.updated_at == job.not_before else repr(job.updated_at)
+    started, finished, expires = job.started_at, job.finished_at, job.lease_expires_at
     return [
         job.id,
         job.type,
         str(-job.priority),
-        not_before,
+        due_micros(job.not_before),
         job.dedupe_key or "",
         text,
-        f"queued {job.attempts} {job.lease_token} {not_before} {_time(job.started_at)} "
-        f"{worker_text(job.worker_id)} {_time(job.finished_at)} {job.updated_at!r} "
-        f"{_time(job.lease_expires_at)}",
+        f"queued {job.attempts} {job.lease_token} {not_before} "
+        f"{'' if started is None else repr(started)} {worker_text(job.worker_id)} "
+        f"{'' if finished is None else repr(finished)} {updated} "
+        f"{'' if expires is None else repr(expires)}",
         f"{job.priority} {job.max_attempts} {0 if job.dedupe_key is None else 1}",
     ]
+
+
+def enqueue_resp(job: Job) -> str:
+    """RESP text of :func:`enqueue_arguments` (``ENQUEUE_WIDTH`` bulk strings), made in one
+    format when every word is ASCII (the spec always is); the caller encodes the text of a
+    whole group at once."""
+    job_id, job_type, score, due, dedupe, spec, state, info = enqueue_arguments(job)
+    if job_id.isascii() and dedupe.isascii() and state.isascii():
+        return (
+            f"${len(job_id)}\r\n{job_id}\r\n${len(job_type)}\r\n{job_type}\r\n"
+            f"${len(score)}\r\n{score}\r\n${len(due)}\r\n{due}\r\n"
+            f"${len(dedupe)}\r\n{dedupe}\r\n${len(spec)}\r\n{spec}\r\n"
+            f"${len(state)}\r\n{state}\r\n${len(info)}\r\n{info}\r\n"
+        )
+    return "".join(
+        [
+            f"${len(word.encode())}\r\n{word}\r\n"
+            for word in (job_id, job_type, score, due, dedupe, spec, state, info)
+        ]
+    )
 
 
 def pairs(flat: list[bytes]) -> dict[bytes, bytes]:

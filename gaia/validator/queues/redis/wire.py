@@ -207,15 +207,36 @@ class _Protocol(asyncio.Protocol):
         self._wire._lost(self, exc)
 
 
+class Packed:
+    """Words already packed as RESP bulk strings (``data``), and how many (``count``)."""
+
+    __slots__ = ("count", "data")
+
+    def __init__(self, data: bytes, count: int) -> None:
+        self.data = data
+        self.count = count
+
+
+Words = Sequence[str] | Packed
+
+
+def packed(words: Words) -> Packed:
+    return words if isinstance(words, Packed) else Packed(pack_words(words), len(words))
+
+
 def pack(words: Sequence[str]) -> bytes:
     """RESP of a command of ``words``."""
     return b"*%d\r\n%s" % (len(words), pack_words(words))
 
 
 def pack_words(words: Sequence[str]) -> bytes:
-    """RESP bulk strings of ``words`` (without the array header)."""
-    parts = []
-    for word in words:
-        data = word.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+    """RESP bulk strings of ``words`` (without the array header), encoded once as a whole (an
+    ASCII word's length in bytes is its length)."""
+    return "".join(
+        [
+            f"${len(word)}\r\n{word}\r\n"
+            if word.isascii()
+            else f"${len(word.encode())}\r\n{word}\r\n"
+            for word in words
+        ]
+    ).encode()
