@@ -24,7 +24,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gaia.validator.queues.redis.scripts import LIBRARY_TEXT, function_name
-from gaia.validator.queues.redis.wire import Wire, Words, pack_words, packed
+from gaia.validator.queues.redis.wire import Packed, Wire, Words, pack_words, packed
 
 Reply = object
 Ran = tuple[Reply, float]  # a reply, and the `now` its call ran with
@@ -223,22 +223,29 @@ class FunctionCalls:
 class _Batch:
     """One FCALL of this turn: its callers' items (batched) or its own arguments (single)."""
 
-    __slots__ = ("arguments", "batched", "futures", "head", "parts", "resent", "words")
+    __slots__ = ("arguments", "batched", "futures", "head", "items", "parts", "resent", "words")
 
     def __init__(self, head: bytes, arguments: GroupArguments, resent: bool, batched: bool):
         self.head = head
         self.arguments = arguments
         self.resent = resent
         self.batched = batched
-        self.parts: list[bytes] = []
+        self.items: list[str] = []  # small items' words, packed together when sent
+        self.parts: list[bytes] = []  # items that came packed
         self.words = 0
         self.futures: list[asyncio.Future[Ran]] = []
 
     def add(self, item: Words) -> asyncio.Future[Ran]:
         future: asyncio.Future[Ran] = asyncio.get_running_loop().create_future()
-        words = packed(item)
-        self.parts.append(words.data)
-        self.words += words.count
+        if isinstance(item, Packed):
+            if self.items:  # keep the items in order
+                self.parts.append(pack_words(self.items))
+                self.words += len(self.items)
+                self.items = []
+            self.parts.append(item.data)
+            self.words += item.count
+        else:
+            self.items += item
         self.futures.append(future)
         return future
 
@@ -246,8 +253,12 @@ class _Batch:
         words = [*header, *self.arguments(now)]
         if self.batched:
             words.append(str(len(self.futures)))
-        total = 4 + len(words) + self.words
-        return b"".join([b"*%d\r\n" % total, self.head, pack_words(words), *self.parts])
+        if not self.parts:
+            words += self.items
+            return b"".join([b"*%d\r\n" % (4 + len(words)), self.head, pack_words(words)])
+        parts = [*self.parts, pack_words(self.items)] if self.items else self.parts
+        total = 4 + len(words) + self.words + len(self.items)
+        return b"".join([b"*%d\r\n" % total, self.head, pack_words(words), *parts])
 
     def resolve(
         self, reply: Reply, now: float, translate: Callable[[ResponseError], Exception]

@@ -239,7 +239,7 @@ def _opt_text(value: object, name: str) -> str | None:
     return None if value is None else _text(value, name)
 
 
-def _error(value: object) -> JobError | None:
+def error_from(value: object) -> JobError | None:
     if value is None:
         return None
     if type(value) is not dict:
@@ -303,7 +303,7 @@ def spec_fields(spec: bytes | None) -> dict[str, object]:
         "memory_mb": memory_mb,
         "correlation_id": correlation_id,
         "created_at": float(created_at),  # type: ignore[arg-type]
-        "error": None if error is None else _error(error),
+        "error": None if error is None else error_from(error),
         "result": get("result"),
         "progress": None if progress is None else _progress(progress),
     }
@@ -370,7 +370,7 @@ def _opt_json(raw: bytes) -> JSONValue:
 
 
 def error_json(raw: bytes) -> JobError | None:
-    return _error(_opt_json(raw))
+    return error_from(_opt_json(raw))
 
 
 def progress_json(raw: bytes) -> Progress | None:
