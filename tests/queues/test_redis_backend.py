@@ -337,7 +337,7 @@ async def test_every_step_returns_the_job_as_stored(open_redis: Opener, clock: F
     )
     for job in await queue.enqueue_many([unusual, new_job("kind.a", {}, now=clock())]):
         await same(job)
-    lease = await queue.claim("worker with spaces", lease_seconds=7)
+    lease = await queue.claim("worker with spaces %20", lease_seconds=7)
     assert lease is not None and lease.job_id == unusual.id
     await same(lease.job)
     clock.advance(1)
