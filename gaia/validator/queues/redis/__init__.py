@@ -3,23 +3,32 @@ server of Redis 7.0 or later).
 
 Every lifecycle step (enqueue, claim, heartbeat, complete, retry, fail, release, cancel,
 requeue, reap) is one function of a Lua library loaded with FUNCTION LOAD (:mod:`.scripts`),
-so it is atomic on the server. Due jobs wait in a sorted set per job type, delayed and
-retry-scheduled ones in another, scored by due time, which the claim function promotes. Waiting
-claimers block in BLPOP on wake-up lists that enqueue, retry, release, requeue and reap push to.
-The calls made in one event-loop turn share one pipeline, and calls of the same step share one
-function call (ten slots completing at once cost the server one call); ``claim_many`` claims
-several jobs at once (:mod:`.pipelining`). Key layout and stored format: :mod:`.keys` (a queue
-whose keys hold another format is refused with a clear error, not migrated); options:
-:mod:`.options`. Times come from the client's clock: keep machines NTP-synced (skew well below
-the lease length).
+so it is atomic on the server; the library is also kept in the AOF, and reloaded if a server
+lost it. Due jobs wait in a sorted set per job type, delayed and retry-scheduled ones in
+another, scored by due time, which the claim function promotes. Waiting claimers block in
+BLPOP on wake-up lists that enqueue, retry, release, requeue and reap push to. The calls made in
+one event-loop turn go out as one write on the queue's own pipelined connection (:mod:`.wire`),
+and calls of the same step share one function call (ten slots completing at once cost the
+server one call); ``claim_many`` claims several jobs at once (:mod:`.pipelining`). Key layout
+and stored format: :mod:`.keys` and :mod:`.records` (a queue whose keys hold another format is
+refused with a clear error, not migrated); options: :mod:`.options`. Times come from the
+client's clock: keep machines NTP-synced (skew well below the lease length). Finished jobs are
+deleted by the reaper once their retention is over (``reap``; a worker pool runs it).
+
+Where the time goes, and why the code is shaped as it is: on the server, a ``redis.call`` costs
+about 10,000 instructions whatever it does, and every argument, reply value, string made and
+pattern matched adds to it; so a step reads and writes a line or two of text per job (not a
+dozen hash fields), gathers its sorted-set writes into one variadic command per key, and
+complete rebuilds its line with plain searches. On the client, the claim and complete replies
+carry only what the client does not know, and jobs are decoded in one pass.
 
 On connection loss every call reconnects with backoff (up to ``retry_for`` seconds) and is sent
 again, marked as a re-send, so a step whose reply was lost is not applied twice. One case costs
 time, not work: a claim whose reply is lost leaves its job running under a lease nobody holds,
 until the reaper reclaims it (counted as an attempt).
 
-Durability is the server's AOF setting (each function call's writes enter the AOF as one MULTI/EXEC,
-so a restart never replays half a step):
+Durability is the server's AOF setting (each function call's writes enter the AOF as one
+MULTI/EXEC, so a restart never replays half a step):
 
 - ``appendonly yes`` + ``appendfsync always``: fsynced before the reply; an acknowledged enqueue
   and every acknowledged state change survive a server crash, an OS crash and a power loss.

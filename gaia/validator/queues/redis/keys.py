@@ -1,9 +1,9 @@
 """Key layout of one Redis queue. Every key starts with ``gaia:{<queue name>}:``.
 
-The braces are a cluster hash tag: all keys of one queue hash to one slot, which the Lua scripts
-need (they touch many keys of their queue). The Lua prelude (:mod:`.scripts`) builds the same
-names from the same prefix; this module is the Python side, used for reads, blocking waits and
-tests.
+The braces are a cluster hash tag: all keys of one queue hash to one slot, which the Lua
+functions need (they touch many keys of their queue; each call names the prefix as its key, so
+a cluster routes it to that slot). The Lua library (:mod:`.scripts`) builds the same names from
+the same prefix; this module is the Python side, used for reads, blocking waits and tests.
 
 ==============================  ======  ===========================================================
 key (after the prefix)          type    content
@@ -13,9 +13,11 @@ key (after the prefix)          type    content
 ``ready:<type>``                zset    due jobs; score ``-priority``, member ``order_member``
 ``delayed:<type>``              zset    queued or retry-scheduled jobs not yet due; score not_before
 ``idx:<type>:<status>``         zset    queued or retry-scheduled jobs; score enqueue sequence
-``leases:<type>``               zset    running jobs; score lease expiry (the reaper reads it)
-``done:<type>:<status>``        zset    succeeded, cancelled, dead jobs; score end of retention
-                                        (``+inf``: kept until requeued), which the reaper purges
+``leases:<type>``               zset    running jobs; score lease expiry in whole microseconds
+                                        (the reaper reads it)
+``done:<type>:<status>``        zset    succeeded, cancelled, dead jobs; score end of retention in
+                                        whole microseconds (``+inf``: kept until requeued); the
+                                        reaper deletes the records past it (no Redis EXPIRE)
 ``dedupe``                      hash    dedupe key -> id of the active job holding it
 ``types``                       set     every job type ever enqueued
 ``seq``                         string  enqueue sequence counter
@@ -25,15 +27,18 @@ key (after the prefix)          type    content
 Each job is in exactly one of the status sets (``idx``, ``leases``, ``done``), so counts by type
 and status are their sizes, and each step moves a job between two of them.
 
-Stored formats: 1 (before ``format`` existed) kept the whole record as JSON in ``spec``; 2 keeps
-only the fields no step changes there (see :mod:`.records`). Opening a queue whose keys hold
+Stored formats: 1 (before ``format`` existed) kept the whole record as JSON in ``spec`` beside a
+dozen plain fields; 2 keeps the fields no step changes in ``spec`` and the others in two short
+lines, ``state`` and ``info`` (see :mod:`.records`). Opening a queue whose keys hold
 another format fails with :class:`StoredFormatError` rather than misreading them: drain such a
 queue with the version that wrote it, or delete its keys (``gaia:{<name>}:*``). There is no
 automatic migration.
 
 Ready order: members of equal score (equal priority) sort lexicographically, so the member
 ``<not_before in microseconds, 17 digits>:<sequence, 15 digits>:<id>`` orders by due time, then
-enqueue order. Due times are compared to the microsecond.
+enqueue order. Due times are compared to the microsecond, and so are lease expiries and
+retention ends (integer scores are stored as integers: inserting into a small set compares
+numbers instead of parsing each member's score text).
 """
 
 from __future__ import annotations

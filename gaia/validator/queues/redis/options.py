@@ -4,7 +4,8 @@ Query parameters (all optional); anything else in the query is refused:
 
 =================  ==========  =========================================================
 ``queue``          default     queue name; namespaces every key (``gaia:{NAME}:...``)
-``result_ttl``     86400       seconds succeeded/cancelled jobs are kept after they finish
+``result_ttl``     86400       seconds succeeded/cancelled jobs are kept after they finish (then
+                               the reaper deletes them)
 ``dead_ttl``       (keep)      seconds dead jobs are kept; by default until requeued
 ``retry_for``      30          seconds a call keeps reconnecting (with backoff) before failing
 ``timeout``        30          seconds a single command may take before the connection is dropped
