@@ -19,20 +19,23 @@ ENQUEUE = r"""
 -- (or, when re-sent, the job the first send stored).
 local ENQUEUE_WIDTH = 8
 
+-- The group's job keys, and a DUPLICATE_ID error if one of them exists (unless re-sent).
 local function refuse_existing(args, first, n)
   local keys = {}
   for i = 0, n - 1 do keys[i + 1] = job_key(args[first + i * ENQUEUE_WIDTH]) end
+  if RESENT then return keys, nil end
   local found = 0
   for i = 1, n, BULK do
     found = found + redis.call('EXISTS', unpack(keys, i, math.min(i + BULK - 1, n)))
   end
-  if found == 0 then return nil end
+  if found == 0 then return keys, nil end
   for i = 1, n do
     if redis.call('EXISTS', keys[i]) == 1 then
-      return redis.error_reply('DUPLICATE_ID a job with id '
+      return keys, redis.error_reply('DUPLICATE_ID a job with id '
         .. args[first + (i - 1) * ENQUEUE_WIDTH] .. ' already exists')
     end
   end
+  return keys, nil
 end
 
 -- The active job holding `dedupe`, or false.
@@ -42,10 +45,8 @@ local function holder_of(dedupe)
 end
 
 local function store_group(args, first, n, g, woken)
-  if not RESENT then
-    local refused = refuse_existing(args, first, n)
-    if refused then return refused end
-  end
+  local keys, refused = refuse_existing(args, first, n)
+  if refused then return refused end
   local seq = redis.call('INCRBY', SEQ, n) - n
   local entries = {}
   for i = 0, n - 1 do
@@ -54,11 +55,12 @@ local function store_group(args, first, n, g, woken)
                                         args[o + 4]
     seq = seq + 1
     local holder = dedupe ~= '' and holder_of(dedupe)
-    if not holder and RESENT and redis.call('EXISTS', job_key(id)) == 1 then holder = id end
+    local key = keys[i + 1]
+    if not holder and RESENT and redis.call('EXISTS', key) == 1 then holder = id end
     if holder then
       entries[i + 1] = redis.call('HGETALL', job_key(holder))
     else
-      local key, seq_s = job_key(id), string.format('%015d', seq)
+      local seq_s = string.format('%015d', seq)
       local info = t .. ' ' .. seq_s .. ' ' .. args[o + 7]
       if dedupe ~= '' then
         redis.call('HSET', DEDUPE, dedupe, id)
@@ -67,9 +69,9 @@ local function store_group(args, first, n, g, woken)
       else
         redis.call('HSET', key, 'spec', args[o + 5], 'state', args[o + 6], 'info', info)
       end
-      later_add(g, index_key(t, 'queued'), seq_s, id)
+      later_add(g, set_key(t, 'queued'), seq_s, id)
       if #due_us < #NOW_US or (#due_us == #NOW_US and due_us <= NOW_US) then
-        later_add(g, ready_key(t), score,
+        later_add(g, set_key(t, 'ready'), score,
                   string.rep('0', 17 - #due_us) .. due_us .. ':' .. seq_s .. ':' .. id)
       else -- delayed: scored by not_before as written in the state line
         later_add(g, delayed_key(t), string.match(args[o + 6], '^[^ ]+ [^ ]+ [^ ]+ ([^ ]+)'), id)
@@ -145,8 +147,8 @@ local function take(t, member, worker, expires, entry, g)
       .. string.format('%d', token + 1) .. ' ' .. not_before .. ' ' .. NOW_S .. ' ' .. worker
       .. ' ' .. finished .. ' ' .. NOW_S .. ' ' .. expires[1]
     redis.call('HSET', key, 'state', state, 'progress', '')
-    later_rem(g, index_key(t, status), id)
-    later_add(g, index_key(t, 'running'), expires[2], id)
+    later_rem(g, set_key(t, status), id)
+    later_add(g, set_key(t, 'running'), expires[2], id)
     local n = #entry
     entry[n + 1], entry[n + 2], entry[n + 3], entry[n + 4], entry[n + 5] =
       id, v[2], state, v[3], info

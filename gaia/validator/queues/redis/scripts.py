@@ -43,6 +43,7 @@ SHARED = r"""
 -- functions run one at a time, so these upvalues belong to the running call.
 local P, NOW_S, NOW, NOW_US, RESENT, DEDUPE, TYPES, SEQ, WAKE_ALL
 local RETENTION = {}
+local NAMES = {} -- the call's set keys by type and set (see set_key)
 local A = 6
 local FORMAT = '@FORMAT@'
 local STATUSES = {'queued', 'running', 'succeeded', 'retry_scheduled', 'dead', 'cancelled'}
@@ -60,6 +61,7 @@ local function begin(keys, args)
   NOW_US = args[3]
   RETENTION.succeeded, RETENTION.cancelled, RETENTION.dead = args[4], args[4], args[5]
   DEDUPE, TYPES, SEQ, WAKE_ALL = P .. 'dedupe', P .. 'types', P .. 'seq', P .. 'wake'
+  NAMES = {}
 end
 
 local function job_key(id) return P .. 'job:' .. id end
@@ -71,6 +73,19 @@ local function index_key(t, s)
   if s == 'running' then return P .. 'leases:' .. t end
   if TERMINAL[s] then return P .. 'done:' .. t .. ':' .. s end
   return P .. 'idx:' .. t .. ':' .. s
+end
+
+-- index_key(t, s), or the ready / delayed set of t for s = 'ready' / 'delayed', made once per
+-- call and type (the hot loops would otherwise join the same name for every job).
+local function set_key(t, s)
+  local of = NAMES[t]
+  if not of then of = {}; NAMES[t] = of end
+  local key = of[s]
+  if not key then
+    if s == 'ready' or s == 'delayed' then key = P .. s .. ':' .. t else key = index_key(t, s) end
+    of[s] = key
+  end
+  return key
 end
 
 -- `command key v1 v2 ...` over the values of `list`, in slices of at most BULK values.

@@ -59,8 +59,8 @@ local function complete(keys, args)
       redis.call('HSET', key, 'state',
                  'succeeded' .. string.sub(old, 8, kept) .. NOW_S .. ' ' .. NOW_S .. ' ',
                  'result', args[o + 4])
-      later_rem(g, index_key(t, 'running'), id)
-      later_add(g, index_key(t, 'succeeded'), score, id)
+      later_rem(g, set_key(t, 'running'), id)
+      later_add(g, set_key(t, 'succeeded'), score, id)
       if args[o + 3] == '1' then free_dedupe(id) end
       out[i + 1] = {false, v[2]}
     else
