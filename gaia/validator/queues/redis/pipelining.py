@@ -53,7 +53,7 @@ class FunctionCalls:
         self._wire = wire
         # Replies just handed on wake their callers in the loop's next turn; a flush scheduled
         # now runs in that same turn, after them, and sends what they asked for then.
-        wire.delivered = self._schedule  # type: ignore[method-assign]
+        wire.on_delivered = self._schedule
         self._header = header
         self._clock = clock
         self._translate = translate

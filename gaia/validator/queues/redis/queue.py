@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 ENQUEUE_WIDTH = 8  # arguments per job of the enqueue function
 ENQUEUE_CHUNK = 250  # jobs per enqueue call of a large batch: the next is packed while one runs
+FIRST_CHUNK = 50  # jobs in the first call of a large batch
 REAP_LIMIT = 1_000  # expired leases / purges handled per set and reap call
 CLAIMED_WIDTH = 5  # values per job in a claim entry: id, spec, state, error, info
 STATUS_ORDER = (
@@ -109,8 +110,17 @@ class RedisQueue(Queue):
             await self._refuse_existing(jobs)
 
             def calls() -> Iterator[Packed]:
-                for start in range(0, len(jobs), ENQUEUE_CHUNK):
-                    yield _group(jobs[start : start + ENQUEUE_CHUNK], groups=1)
+                # A short first call starts the server early; it then runs each call while
+                # the next is packed.
+                start = 0
+                for end in (
+                    FIRST_CHUNK,
+                    *range(FIRST_CHUNK + ENQUEUE_CHUNK, len(jobs), ENQUEUE_CHUNK),
+                    len(jobs),
+                ):
+                    if end > start:
+                        yield _group(jobs[start:end], groups=1)
+                        start = end
 
             entries = []
             for reply, _ in await self._link.stream("enqueue", calls):

@@ -53,6 +53,8 @@ class Wire:
         self._protocol: _Protocol | None = None
         self._opening = asyncio.Lock()
         self._closed = False
+        self.on_delivered: Callable[[], None] | None = None
+        """Called after the replies of a read were handed on to their callbacks."""
 
     @property
     def ready(self) -> bool:
@@ -140,10 +142,8 @@ class Wire:
         except IndexError:
             self._break(RedisConnectionError("redis sent a reply nobody waited for"))
             return
-        self.delivered()
-
-    def delivered(self) -> None:
-        """Called after the replies of a read were handed on (set by the user of the wire)."""
+        if self.on_delivered is not None:
+            self.on_delivered()
 
     def _lost(self, protocol: _Protocol, error: Exception | None) -> None:
         if protocol is not self._protocol:
