@@ -241,9 +241,15 @@ async def test_batch_with_a_repeated_or_existing_id_stores_nothing(
     many = [new_job("test.noop", {}, now=clock()) for _ in range(ENQUEUE_CHUNK + 1)]
     with pytest.raises(ValueError, match=f"{existing.id} already exists"):
         await queue.enqueue_many([*many, existing])
-    assert (await queue.stats()).total(JobStatus.QUEUED) == 1, "no chunk was stored"
+    assert (await queue.stats()).total(JobStatus.QUEUED) == 1, "no part was stored"
     stored = await queue.enqueue_many(many)
     assert [job.id for job in stored] == [job.id for job in many]
+    assert (await queue.stats()).total(JobStatus.QUEUED) == len(many) + 1
+    assert await command(queue, "KEYS", f"{queue.keys.prefix}batch:*") == [], "marks removed"
+    later = [new_job("test.noop", {}, now=clock()) for _ in range(2 * ENQUEUE_CHUNK)]
+    await command(queue, "HSET", queue.keys.job(later[-1].id), "spec", "{}")  # stored meanwhile
+    with pytest.raises(ValueError, match=f"{later[-1].id} already exists"):
+        await queue.enqueue_many(later)
     assert (await queue.stats()).total(JobStatus.QUEUED) == len(many) + 1
 
 
@@ -372,3 +378,26 @@ async def test_ready_members_built_at_enqueue_match_those_of_later_steps(
     for job in jobs:
         await queue.cancel(job.id)
     assert await command(queue, "ZCARD", queue.keys.ready("test.noop")) == 0
+
+
+async def test_a_part_refused_on_its_own_refuses_the_parts_after_it(
+    open_redis: Opener, clock: FakeClock
+) -> None:
+    """The parts of a large batch, sent one by one: an id stored between two parts refuses
+    its part and removes the batch's mark, so the parts after it are refused too."""
+    queue = await open_redis()
+    a, b, c = (new_job("test.noop", {"n": n}, now=clock()) for n in range(3))
+
+    async def part(role: str, job: Job, ids: list[str]) -> object:
+        words = [role, "tok", str(len(ids)), *ids, "1", *enqueue_arguments(job)]
+        ((reply, _),) = await queue._link.stream("enqueue_part", lambda: [words])
+        assert isinstance(reply, list)
+        return reply[0]
+
+    assert await part("first", a, [a.id, b.id, c.id]) == [0]
+    await command(queue, "HSET", queue.keys.job(b.id), "spec", "{}")  # stored meanwhile
+    refused = await part("next", b, [])
+    assert "already exists" in str(refused)
+    assert "refused" in str(await part("last", c, []))
+    assert await command(queue, "KEYS", f"{queue.keys.prefix}batch:*") == []
+    assert await queue.get(a.id) is not None and await queue.get(c.id) is None

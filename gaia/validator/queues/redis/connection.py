@@ -229,7 +229,7 @@ def translate(error: ResponseError) -> Exception:
         return JobNotFound(detail)
     if code == "DEDUPE_HELD":
         return InvalidTransition(detail)
-    if code == "DUPLICATE_ID":
+    if code in ("DUPLICATE_ID", "BATCH_REFUSED"):
         return ValueError(detail)
     if code == "FORMAT":
         return StoredFormatError(

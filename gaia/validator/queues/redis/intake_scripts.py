@@ -83,6 +83,14 @@ local function store_group(args, first, n, g, woken)
   return entries
 end
 
+local function stored(g, woken)
+  flush(g)
+  for t, count in pairs(woken) do
+    redis.call('SADD', TYPES, t)
+    wake(t, count)
+  end
+end
+
 local function enqueue(keys, args)
   begin(keys, args)
   local out, g, woken = {}, gather(), {}
@@ -92,11 +100,48 @@ local function enqueue(keys, args)
     out[group] = store_group(args, o + 1, n, g, woken)
     o = o + 1 + n * ENQUEUE_WIDTH
   end
-  flush(g)
-  for t, count in pairs(woken) do
-    redis.call('SADD', TYPES, t)
-    wake(t, count)
+  stored(g, woken)
+  return out
+end
+
+"""
+
+ENQUEUE_PART = r"""
+-- One part of a batch too large for one call, sent in order right after the one before (the
+-- client does not wait for a reply in between). args[A]: 'first', 'next' or 'last';
+-- args[A+1]: the batch's token; args[A+2]: m, then (first part) the ids of the whole batch;
+-- then one group as for enqueue. The first part refuses the whole batch when one of its ids
+-- exists already, and otherwise marks the batch as accepted; the other parts run only while
+-- the mark is there (BATCH_REFUSED otherwise), so a refused batch stores nothing; a part
+-- refused on its own (an id stored meanwhile) and the last remove the mark (which expires in
+-- an hour if the batch never ends). Reply: {entry}.
+local function enqueue_part(keys, args)
+  begin(keys, args)
+  local part, mark, m = args[A], P .. 'batch:' .. args[A + 1], tonumber(args[A + 2])
+  if part == 'first' then
+    if not RESENT then
+      local ids = {}
+      for i = 1, m do ids[i] = job_key(args[A + 2 + i]) end
+      local found = 0
+      for i = 1, m, BULK do
+        found = found + redis.call('EXISTS', unpack(ids, i, math.min(i + BULK - 1, m)))
+      end
+      for i = 1, found > 0 and m or 0 do
+        if redis.call('EXISTS', ids[i]) == 1 then
+          return {redis.error_reply('DUPLICATE_ID a job with id ' .. args[A + 2 + i]
+            .. ' already exists')}
+        end
+      end
+    end
+    redis.call('SET', mark, '1', 'EX', '3600')
+  elseif redis.call('EXISTS', mark) == 0 then
+    return {redis.error_reply('BATCH_REFUSED an earlier part of this batch was refused')}
   end
+  local o = A + 3 + m
+  local g, woken = gather(), {}
+  local out = {store_group(args, o + 1, tonumber(args[o]), g, woken)}
+  stored(g, woken)
+  if part == 'last' or out[1].err then redis.call('DEL', mark) end
   return out
 end
 """
@@ -271,5 +316,10 @@ local function bury_job(keys, args)
 end
 """
 
-INTAKE_FUNCTIONS: dict[str, str] = {"enqueue": ENQUEUE, "claim": CLAIM, "bury_job": BURY}
+INTAKE_FUNCTIONS: dict[str, str] = {
+    "enqueue": ENQUEUE,
+    "enqueue_part": ENQUEUE_PART,  # uses store_group and stored, defined by ENQUEUE
+    "claim": CLAIM,
+    "bury_job": BURY,
+}
 """Step name -> Lua code defining ``local function <step>(keys, args)``."""

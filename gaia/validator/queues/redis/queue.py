@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 
 from redis.exceptions import ResponseError
@@ -18,7 +19,7 @@ from gaia.validator.core.queue import Lease, Queue, QueueStats
 from gaia.validator.core.status import JobStatus
 from gaia.validator.queues.redis.connection import RedisLink, translate
 from gaia.validator.queues.redis.options import RedisOptions
-from gaia.validator.queues.redis.pipelining import GroupArguments
+from gaia.validator.queues.redis.pipelining import GroupArguments, Reply
 from gaia.validator.queues.redis.records import (
     decode_hash,
     enqueue_resp,
@@ -88,10 +89,12 @@ class RedisQueue(Queue):
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[Job]:
         """Store ``jobs``: up to ENQUEUE_CHUNK in one call (shared with other callers of the
-        same event-loop turn), more in calls of ENQUEUE_CHUNK streamed in order.
+        same event-loop turn), more in parts streamed in order (:meth:`_enqueue_parts`).
 
-        A batch of one call is all or nothing. For a larger batch, ids already stored refuse the
-        whole batch before anything is written (checked up front, and again by each call).
+        A batch of one call is all or nothing. For a larger batch, an id already stored refuses
+        the whole batch (the first part checks them all before anything is written; each part
+        checks its own again, so an id stored meanwhile by another client refuses that part
+        and the ones after it, not the ones before).
         """
         self._link.check_open()
         seen: set[str] = set()
@@ -107,27 +110,7 @@ class RedisQueue(Queue):
             entry, _ = await self._link.batched("enqueue", _group(jobs))
             entries = [entry]
         else:
-            await self._refuse_existing(jobs)
-
-            def calls() -> Iterator[Packed]:
-                # A short first call starts the server early; it then runs each call while
-                # the next is packed.
-                start = 0
-                for end in (
-                    FIRST_CHUNK,
-                    *range(FIRST_CHUNK + ENQUEUE_CHUNK, len(jobs), ENQUEUE_CHUNK),
-                    len(jobs),
-                ):
-                    if end > start:
-                        yield _group(jobs[start:end], groups=1)
-                        start = end
-
-            entries = []
-            for reply, _ in await self._link.stream("enqueue", calls):
-                if isinstance(reply, ResponseError):
-                    raise translate(reply)
-                assert isinstance(reply, list)
-                entries.append(reply[0])
+            entries = await self._enqueue_parts(jobs)
         stored: list[Job] = []
         for entry in entries:
             if isinstance(entry, ResponseError):
@@ -138,12 +121,42 @@ class RedisQueue(Queue):
         assert len(stored) == len(jobs)
         return stored
 
-    async def _refuse_existing(self, jobs: Sequence[Job]) -> None:
-        keys = [self.keys.job(job.id) for job in jobs]
-        if await self._link.read("EXISTS", *keys):
-            for job, key in zip(jobs, keys, strict=True):
-                if await self._link.command("EXISTS", key):
-                    raise ValueError(f"a job with id {job.id} already exists")
+    async def _enqueue_parts(self, jobs: Sequence[Job]) -> list[Reply]:
+        """A batch of more than ENQUEUE_CHUNK jobs, in parts streamed without waiting in
+        between: a short first part (the server starts while the client packs the rest) that
+        checks every id of the batch, then parts of ENQUEUE_CHUNK (see ``enqueue_part`` in
+        :mod:`.intake_scripts`). The entries of the parts, in order."""
+        token = uuid.uuid4().hex
+        ends = [FIRST_CHUNK, *range(FIRST_CHUNK + ENQUEUE_CHUNK, len(jobs), ENQUEUE_CHUNK)]
+        ends.append(len(jobs))
+
+        def calls() -> Iterator[Packed]:
+            start = 0
+            for n, end in enumerate(ends):
+                if n == 0:
+                    ids = [job.id for job in jobs]
+                    head = pack_words(["first", token, str(len(ids)), *ids])
+                    words = 3 + len(ids)
+                else:
+                    head = pack_words(["last" if end == len(jobs) else "next", token, "0"])
+                    words = 3
+                group = _group(jobs[start:end])
+                yield Packed(head + group.data, words + group.count)
+                start = end
+
+        entries: list[Reply] = []
+        refused: Exception | None = None
+        for reply, _ in await self._link.stream("enqueue_part", calls):
+            if isinstance(reply, ResponseError):
+                raise translate(reply)
+            assert isinstance(reply, list)
+            entry = reply[0]
+            if isinstance(entry, ResponseError):
+                refused = refused or translate(entry)  # the first refusal says why
+            entries.append(entry)
+        if refused is not None:
+            raise refused
+        return entries
 
     # -- claiming --------------------------------------------------------------------------
     async def claim(
