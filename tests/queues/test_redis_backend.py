@@ -401,3 +401,33 @@ async def test_a_part_refused_on_its_own_refuses_the_parts_after_it(
     assert "refused" in str(await part("last", c, []))
     assert await command(queue, "KEYS", f"{queue.keys.prefix}batch:*") == []
     assert await queue.get(a.id) is not None and await queue.get(c.id) is None
+
+
+async def test_complete_and_claim_fuses_and_hands_back_what_a_failed_completion_got(
+    open_redis: Opener, clock: FakeClock
+) -> None:
+    queue = await open_redis()
+    assert queue.fuses_complete_and_claim
+    first, second, third = (new_job("test.noop", {"n": n}, now=clock()) for n in range(3))
+    await queue.enqueue_many([first, second, third])
+    lease = await queue.claim("w")
+    assert lease is not None and lease.job_id == first.id
+    await command(queue, "CONFIG", "RESETSTAT")
+    done, leases = await queue.complete_and_claim(lease, "ok")
+    assert done.status is JobStatus.SUCCEEDED and [n.job_id for n in leases] == [second.id]
+    stats = await command(queue, "INFO", "commandstats")
+    assert isinstance(stats, dict) and stats["cmdstat_fcall"]["calls"] == 2, "sent together"
+    # A stale lease: the claim asks for the job to be still held, so it takes nothing.
+    with pytest.raises(LeaseLost):
+        await queue.complete_and_claim(lease, "again")
+    untouched = await queue.get(third.id)
+    assert untouched is not None and untouched.started_at is None and untouched.attempts == 0
+    # A completion that fails after the claim ran (here: a result that is not JSON) hands the
+    # new lease back, its attempt given back too.
+    with pytest.raises(TypeError):
+        await queue.complete_and_claim(leases[0], {"not json": object()})  # type: ignore[dict-item]
+    released = await queue.get(third.id)
+    assert released is not None and released.status is JobStatus.QUEUED
+    assert released.attempts == 0 and released.worker_id is None
+    still = await queue.get(second.id)
+    assert still is not None and still.status is JobStatus.RUNNING

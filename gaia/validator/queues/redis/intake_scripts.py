@@ -148,11 +148,12 @@ end
 
 CLAIM = r"""
 -- args[A]: lease expiry, args[A+1]: it in us, args[A+2]: number of job types (0: every type),
--- the types, then the
--- number of requests and per request: worker id (spaces escaped), most jobs wanted. Requests
--- are served in
--- order. Reply: per request {next due time of a delayed job or '' (set only when nothing at all
--- was claimed), then per claimed job: id, spec, new state, error (false when unset), info}.
+-- the types, then the number of requests and per request: worker id (spaces escaped), most
+-- jobs wanted, and a condition: a job id and the start its state line must have ('' '': none;
+-- complete_and_claim asks for the job it completes right after to be still held, so a
+-- request whose completion will be refused claims nothing). Requests are served in order.
+-- Reply: per request {next due time of a delayed job or '' (set only when nothing at all was
+-- claimed), then per claimed job: id, spec, new state, error (false when unset), info}.
 local CLAIMED = '^(%a[%a_]*) (%d+) (%d+) ([^ ]+) [^ ]* [^ ]* ([^ ]*) '
 
 local function corrupt(state, info)
@@ -279,11 +280,19 @@ local function claim(keys, args)
   promote(types)
   local o = A + 3 + ntypes
   local requests, wanted = tonumber(args[o]), 0
-  for r = 1, requests do wanted = wanted + tonumber(args[o + 2 * r]) end
+  for r = 1, requests do
+    local at = o + 4 * r - 3
+    local cond = args[at + 2]
+    if cond ~= '' then
+      local state = redis.call('HGET', job_key(cond), 'state') or ''
+      if string.sub(state, 1, #args[at + 3]) ~= args[at + 3] then args[at + 1] = '0' end
+    end
+    wanted = wanted + tonumber(args[at + 1])
+  end
   local out, g, claimed = {}, gather(), 0
   local source = source_of(types)
   for r = 1, requests do
-    local worker, want = args[o + 2 * r - 1], tonumber(args[o + 2 * r])
+    local worker, want = args[o + 4 * r - 3], tonumber(args[o + 4 * r - 2])
     local entry, got = {''}, 0
     while got < want do
       local t, member = next_due(source, wanted - claimed)

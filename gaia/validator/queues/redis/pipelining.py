@@ -90,13 +90,15 @@ class FunctionCalls:
         key = (step, group, resent)
         batch = self._batches.get(key)
         if batch is None:
-            batch = self._batches[key] = _Batch(self._head(step), group_arguments, resent, True)
+            batch = self._batches[key] = _Batch(
+                step, self._head(step), group_arguments, resent, True
+            )
             self._schedule()
         return batch.add(item)
 
     def single(self, step: str, arguments: GroupArguments, resent: bool) -> asyncio.Future[Ran]:
         """A call of ``step`` of its own (in this turn's pipeline); resolves to its reply."""
-        batch = _Batch(self._head(step), arguments, resent, False)
+        batch = _Batch(step, self._head(step), arguments, resent, False)
         self._singles.append(batch)
         self._schedule()
         return batch.add(())
@@ -154,7 +156,10 @@ class FunctionCalls:
         self._scheduled = False
         if not self._batches and not self._singles:
             return
-        calls = [*self._batches.values(), *self._singles]
+        # Claims first: a claim made with a completion (complete_and_claim) asks for the job
+        # to be still held, and runs right before the completion.
+        calls = sorted(self._batches.values(), key=_not_claim)
+        calls += self._singles
         self._batches, self._singles = {}, []
         now = self._clock()
         headers: dict[bool, list[str]] = {}
@@ -223,9 +228,22 @@ class FunctionCalls:
 class _Batch:
     """One FCALL of this turn: its callers' items (batched) or its own arguments (single)."""
 
-    __slots__ = ("arguments", "batched", "futures", "head", "items", "parts", "resent", "words")
+    __slots__ = (
+        "arguments",
+        "batched",
+        "futures",
+        "head",
+        "items",
+        "parts",
+        "resent",
+        "step",
+        "words",
+    )
 
-    def __init__(self, head: bytes, arguments: GroupArguments, resent: bool, batched: bool):
+    def __init__(
+        self, step: str, head: bytes, arguments: GroupArguments, resent: bool, batched: bool
+    ):
+        self.step = step
         self.head = head
         self.arguments = arguments
         self.resent = resent
@@ -289,6 +307,10 @@ class _Batch:
     def cancel(self) -> None:
         for future in self.futures:
             future.cancel()
+
+
+def _not_claim(batch: _Batch) -> bool:
+    return batch.step != "claim"
 
 
 def _missing_library(reply: Reply) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -236,14 +237,22 @@ class RedisQueue(Queue):
         return [self.keys.wake(job_type) for job_type in types]
 
     async def _claim_now(
-        self, worker_id: str, count: int, group: _ClaimGroup, lease_seconds: float
+        self,
+        worker_id: str,
+        count: int,
+        group: _ClaimGroup,
+        lease_seconds: float,
+        after: tuple[str, str] = ("", ""),
     ) -> tuple[list[Lease], float | None]:
-        """Leases claimed now, and the due time of the next delayed job when none was."""
+        """Leases claimed now, and the due time of the next delayed job when none was.
+
+        ``after``: a job id and the start its state line must have for the claim to take
+        anything (see the claim function), or ('', '')."""
         key, group_arguments = group
         while True:
             entry, now = await self._link.batched(
                 "claim",
-                [worker_text(worker_id), str(count)],
+                [worker_text(worker_id), str(count), *after],
                 group=key,
                 group_arguments=group_arguments,
             )
@@ -286,6 +295,45 @@ class RedisQueue(Queue):
         token = words[2].decode(errors="replace") if len(words) > 2 else "0"
         with contextlib.suppress(LeaseLost):  # reclaimed or cancelled meanwhile
             await self._link.single("bury_job", lambda now: (job_id, token, message))
+
+    fuses_complete_and_claim = True
+
+    async def complete_and_claim(
+        self,
+        lease: Lease,
+        result: JSONValue = None,
+        *,
+        count: int = 1,
+        types: Collection[str] | None = None,
+        lease_seconds: float = 30.0,
+    ) -> tuple[Job, list[Lease]]:
+        """``complete`` and ``claim_many`` for the same worker in one write. The claim runs just
+        before the completion (claims go first in a turn's pipeline), and only if the job is
+        still running under this lease, so a completion refused for a stale lease claims
+        nothing. Should the completion still fail (the lease expired and was reaped between
+        the two), the new leases are released (the attempt given back) before it raises."""
+        if self._link.closed:
+            self._link.check_open()
+        subscribed = lifecycle.claim_scope(types, lease_seconds, count)
+        group = self._claim_group(tuple(subscribed or ()), lease_seconds)
+        job = lease.job
+        after = (job.id, f"running {job.attempts} {lease.token} ")
+        claiming = asyncio.ensure_future(
+            self._claim_now(lease.worker_id, count, group, lease_seconds, after)
+        )
+        completing = asyncio.ensure_future(self.complete(lease, result))
+        claimed, done = await asyncio.gather(claiming, completing, return_exceptions=True)
+        if isinstance(done, BaseException):
+            for next_lease in [] if isinstance(claimed, BaseException) else claimed[0]:
+                with contextlib.suppress(Exception):
+                    await self.release(next_lease)
+            raise done
+        if isinstance(claimed, BaseException):
+            if not isinstance(claimed, Exception):
+                raise claimed
+            log.warning("redis queue %s: claim after a completion failed: %s", self.url, claimed)
+            return done, []  # the completion is recorded; the next claim comes the usual way
+        return done, claimed[0]
 
     # -- settling --------------------------------------------------------------------------
     async def heartbeat(
