@@ -193,13 +193,8 @@ class RedisQueue(Queue):
             link.check_open()
         if not worker_id:
             raise ValueError("worker_id must be a non-empty string")
-        if count < 1:
-            raise ValueError(f"count must be >= 1, got {count}")
-        if not lease_seconds > 0:
-            raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
-        subscribed = None if types is None else tuple(sorted(set(types)))
-        if subscribed is not None and not subscribed:
-            raise ValueError("types must name at least one job type, or be None for every type")
+        scope = lifecycle.claim_scope(types, lease_seconds, count)
+        subscribed = None if scope is None else tuple(scope)
         started = time.monotonic() if wait > 0 else 0.0
         group = self._claim_group(subscribed or (), lease_seconds)
         while True:
