@@ -7,9 +7,9 @@ system gets its own logical database, flushed before each measurement.
 Metrics (no-op jobs, one process):
 - enqueue jobs/s one by one, and in batches of 1,000 (the peers have no batch call);
 - processing jobs/s: the queue is filled with PROCESS_JOBS jobs, then 10 concurrent claimers
-  drain it. Ours: ``claim`` + ``complete`` per job, and ``claim_many(10)`` + ``complete`` per
-  job; saq: ``Worker(concurrency=10)``; arq: ``Worker(max_jobs=10, poll_delay=0.01,
-  burst=True)`` (arq's default 0.5 s poll would cap it far lower). The systems take turns for
+  drain it. Ours: ``claim`` + ``complete`` per job, ``claim_many(10)`` + ``complete`` per
+  job, and ``complete_and_claim`` per job (the WorkerPool's way: one round trip per job);
+  saq: ``Worker(concurrency=10)``; arq: ``Worker(max_jobs=10, poll_delay=0.01, burst=True)`` (arq's default 0.5 s poll would cap it far lower). The systems take turns for
   ROUNDS rounds and each reports its median, so a machine whose load drifts treats all alike;
 - enqueue->start latency p50/p99 on an idle queue with one waiting claimer (ours).
 Peers are optional: one that is not installed is reported as skipped.
@@ -133,7 +133,10 @@ async def our_enqueue_and_latency(url: str) -> list[Row]:
     return rows
 
 
-def our_drain(claim_count: int) -> Drain:
+def our_drain(claim_count: int, fused: bool = False) -> Drain:
+    """Ours: each claimer claims ``claim_count`` jobs and completes them one by one; ``fused``:
+    each claimer claims one job, then loops ``complete_and_claim`` (as the WorkerPool does)."""
+
     async def drain(url: str) -> Measure:
         await flush(url)
         queue = await open_queue(f"{url}?queue=bench")
@@ -143,6 +146,12 @@ def our_drain(claim_count: int) -> Drain:
 
         async def claimer(name: str) -> None:
             nonlocal done
+            if fused:
+                leases = await queue.claim_many(name, 1)
+                while leases:
+                    _, leases = await queue.complete_and_claim(leases[0])
+                    done += 1
+                return
             while True:
                 leases = await queue.claim_many(name, claim_count)
                 if not leases:
@@ -307,6 +316,7 @@ async def processing(url: str) -> list[Row]:
     contenders: list[tuple[str, str, Drain]] = [
         ("gaia", f"processing, {CLAIMERS} claimers, claim + complete", our_drain(1)),
         ("gaia", f"processing, {CLAIMERS} claimers, claim_many(10) + complete", our_drain(10)),
+        ("gaia", f"processing, {CLAIMERS} claimers, complete_and_claim", our_drain(1, True)),
     ]
     if _installed("saq"):
         contenders.append(("saq", f"processing, Worker concurrency {CLAIMERS}", saq_drain))
