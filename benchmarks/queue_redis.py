@@ -9,8 +9,9 @@ Metrics (no-op jobs, one process):
 - processing jobs/s: the queue is filled with PROCESS_JOBS jobs, then 10 concurrent claimers
   drain it. Ours: ``claim`` + ``complete`` per job, ``claim_many(10)`` + ``complete`` per
   job, and ``complete_and_claim`` per job (the WorkerPool's way: one round trip per job);
-  saq: ``Worker(concurrency=10)``; arq: ``Worker(max_jobs=10, poll_delay=0.01, burst=True)`` (arq's default 0.5 s poll would cap it far lower). The systems take turns for
-  ROUNDS rounds and each reports its median, so a machine whose load drifts treats all alike;
+  saq: ``Worker(concurrency=10)``; arq: ``Worker(max_jobs=10, poll_delay=0.01, burst=True)``
+  (arq's default 0.5 s poll would cap it far lower). The systems take turns for ROUNDS rounds
+  and each reports its median, so a machine whose load drifts treats all alike;
 - enqueue->start latency p50/p99 on an idle queue with one waiting claimer (ours).
 Peers are optional: one that is not installed is reported as skipped.
 """
