@@ -8,7 +8,8 @@ Metrics (no-op jobs, one process):
 - enqueue jobs/s one by one, and in batches of 1,000 (the peers have no batch call);
 - processing jobs/s: the queue is filled with PROCESS_JOBS jobs, then 10 concurrent claimers
   drain it. Ours: ``claim`` + ``complete`` per job, ``claim_many(10)`` + ``complete`` per
-  job, and ``complete_and_claim`` per job (the WorkerPool's way: one round trip per job);
+  job, ``complete_and_claim`` per job (the WorkerPool's way: one round trip per job), and the
+  WorkerPool itself (1 x 10 slots: what ``gaia worker`` runs, task dispatch included);
   saq: ``Worker(concurrency=10)``; arq: ``Worker(max_jobs=10, poll_delay=0.01, burst=True)``
   (arq's default 0.5 s poll would cap it far lower). The systems take turns for ROUNDS rounds
   and each reports its median, so a machine whose load drifts treats all alike;
@@ -312,12 +313,51 @@ def _installed(module: str) -> bool:
 
 
 # -- running ---------------------------------------------------------------------------------
+async def pool_drain(url: str) -> Measure:
+    """Ours through the WorkerPool (1 pool x 10 slots, no middleware but a completion counter):
+    what ``gaia worker`` runs, the like-for-like match for the peers' workers."""
+    from gaia.validator.core import Task, TaskContext, TaskRegistry
+    from gaia.validator.core.outcomes import TaskResult
+    from gaia.validator.workers import PoolConfig, WorkerPool
+    from gaia.validator.workers.middleware.base import Middleware
+
+    await flush(url)
+    queue = await open_queue(f"{url}?queue=bench")
+    finished = asyncio.Event()
+    done = 0
+
+    class Settled(Middleware):
+        def settled(self, result: TaskResult) -> None:
+            nonlocal done
+            done += 1
+            if done == PROCESS_JOBS:
+                finished.set()
+
+    async def noop(ctx: TaskContext, payload: dict[str, int]) -> None:
+        return None
+
+    registry = TaskRegistry([Task("bench.noop", noop, dict)])  # type: ignore[list-item]
+    measure = Measure(url)
+    try:
+        for start in range(0, PROCESS_JOBS, BATCH_SIZE):
+            await queue.enqueue_many(jobs(min(BATCH_SIZE, PROCESS_JOBS - start)))
+        pool = WorkerPool(queue, registry, PoolConfig(concurrency=CLAIMERS), middleware=[Settled()])
+        await measure.start()
+        async with pool:
+            await finished.wait()
+            await measure.stop()
+    finally:
+        await queue.close()
+    return measure
+
+
 async def processing(url: str) -> list[Row]:
     """Every system drains PROCESS_JOBS jobs, taking turns for ROUNDS rounds; medians."""
     contenders: list[tuple[str, str, Drain]] = [
         ("gaia", f"processing, {CLAIMERS} claimers, claim + complete", our_drain(1)),
         ("gaia", f"processing, {CLAIMERS} claimers, claim_many(10) + complete", our_drain(10)),
         ("gaia", f"processing, {CLAIMERS} claimers, complete_and_claim", our_drain(1, True)),
+        ("gaia", f"processing, WorkerPool 1 x {CLAIMERS} slots", pool_drain),
     ]
     if _installed("saq"):
         contenders.append(("saq", f"processing, Worker concurrency {CLAIMERS}", saq_drain))
