@@ -336,7 +336,7 @@ async def pool_drain(url: str) -> Measure:
     async def noop(ctx: TaskContext, payload: dict[str, int]) -> None:
         return None
 
-    registry = TaskRegistry([Task("bench.noop", noop, dict)])  # type: ignore[list-item]
+    registry = TaskRegistry([Task("bench.noop", noop, dict)])  # type: ignore[arg-type]
     measure = Measure(url)
     try:
         for start in range(0, PROCESS_JOBS, BATCH_SIZE):
