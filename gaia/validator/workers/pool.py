@@ -230,13 +230,12 @@ class WorkerPool:
                 current = following
                 if current is None:
                     break
-                if self._stopping.is_set():
-                    await asyncio.shield(release(self._queue, current))
-                    current = None
-                    break
                 runner = asyncio.current_task()
                 assert runner is not None
-                self._running[current.job_id] = runner
+                self._running[current.job_id] = runner  # a stop waits for this slot from now on
+                if self._stopping.is_set():
+                    await asyncio.shield(release(self._queue, current))
+                    break
         except Exception:
             log.exception("worker error while running job %s", (current or lease).job_id)
         finally:
