@@ -67,7 +67,7 @@ def connect(options: SqliteOptions) -> sqlite3.Connection:
         cached_statements=128,
     )
     try:
-        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _switch_to_wal(connection, options.busy_timeout)
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(
                 f"{options.path}: could not switch to WAL journal mode (got {mode!r}); "
@@ -81,6 +81,24 @@ def connect(options: SqliteOptions) -> sqlite3.Connection:
         connection.close()
         raise
     return connection
+
+
+def _switch_to_wal(connection: sqlite3.Connection, patience: float) -> object:
+    """``PRAGMA journal_mode = WAL``, retried while another connection holds the lock it needs.
+
+    The switch takes an exclusive lock, and SQLite may answer BUSY at once instead of calling the
+    busy handler, e.g. when several processes open a new file together; each retry is cheap and
+    the first connection to get through leaves the file in WAL mode for the others."""
+    deadline = time.monotonic() + patience
+    pause = 0.005
+    while True:
+        try:
+            return connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if _primary_code(exc) not in _BUSY or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 class Kind(Enum):
