@@ -32,3 +32,13 @@ def test_bad_arguments_are_refused_with_a_clear_error(
 ) -> None:
     with pytest.raises(error, match=message):
         lifecycle.claim_scope(types, lease_seconds, count)
+
+
+def test_a_backend_must_implement_claim_or_claim_many() -> None:
+    """Each default is written in terms of the other; a backend with neither would recurse."""
+    from gaia.validator.core.queue import Queue
+
+    with pytest.raises(TypeError, match="must implement claim or claim_many"):
+
+        class Neither(Queue):  # defining it is the test
+            pass

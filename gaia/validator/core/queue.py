@@ -78,7 +78,12 @@ class Queue(ABC):
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[Job]:
         """Store many jobs at once; the result lists, per input, the stored (or active) job."""
 
-    @abstractmethod
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.claim is Queue.claim and cls.claim_many is Queue.claim_many:
+            # each default is written in terms of the other
+            raise TypeError(f"{cls.__name__} must implement claim or claim_many (or both)")
+
     async def claim(
         self,
         worker_id: str,
@@ -87,7 +92,13 @@ class Queue(ABC):
         lease_seconds: float = 30.0,
         wait: float = 0.0,
     ) -> Lease | None:
-        """Claim the next due job of ``types`` (all types if None), waiting up to ``wait`` s."""
+        """Claim the next due job of ``types`` (all types if None), waiting up to ``wait`` s.
+
+        This default is ``claim_many`` with a count of one."""
+        leases = await self.claim_many(
+            worker_id, 1, types=types, lease_seconds=lease_seconds, wait=wait
+        )
+        return leases[0] if leases else None
 
     async def claim_many(
         self,
@@ -100,7 +111,8 @@ class Queue(ABC):
     ) -> list[Lease]:
         """Claim up to ``count`` jobs: wait up to ``wait`` s for the first, then take what is due.
 
-        Backends override this with one round trip; this default claims one at a time.
+        Backends override this with one round trip; this default claims one at a time. A
+        backend implements at least one of ``claim`` and ``claim_many``.
         """
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")  # the rest: claim() checks

@@ -181,17 +181,6 @@ class PostgresQueue(Queue):
         return again
 
     # -- claiming ----------------------------------------------------------------------------
-    async def claim(
-        self,
-        worker_id: str,
-        *,
-        types: Collection[str] | None = None,
-        lease_seconds: float = 30.0,
-        wait: float = 0.0,
-    ) -> Lease | None:
-        leases = await self._claim_waiting(worker_id, 1, types, lease_seconds, wait)
-        return leases[0] if leases else None
-
     async def claim_many(
         self,
         worker_id: str,

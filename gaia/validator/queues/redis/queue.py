@@ -160,19 +160,6 @@ class RedisQueue(Queue):
         return entries
 
     # -- claiming --------------------------------------------------------------------------
-    async def claim(
-        self,
-        worker_id: str,
-        *,
-        types: Collection[str] | None = None,
-        lease_seconds: float = 30.0,
-        wait: float = 0.0,
-    ) -> Lease | None:
-        leases = await self.claim_many(
-            worker_id, 1, types=types, lease_seconds=lease_seconds, wait=wait
-        )
-        return leases[0] if leases else None
-
     async def claim_many(
         self,
         worker_id: str,
