@@ -21,6 +21,8 @@ from gaia.validator.core import (
     TaskRegistry,
     new_job,
 )
+from gaia.validator.core.json_value import JSONValue
+from gaia.validator.core.queue import Lease
 from gaia.validator.queues.memory import MemoryQueue
 from gaia.validator.workers import PoolConfig, WorkerPool
 
@@ -271,3 +273,37 @@ async def test_stop_returns_when_every_slot_is_busy() -> None:
     await asyncio.wait_for(pool.stop(drain_seconds=0.2), timeout=10)
     stats = await queue.stats()
     assert stats.total(JobStatus.QUEUED) == 3 and stats.total(JobStatus.RUNNING) == 0
+
+
+class SlowCompletions(MemoryQueue):
+    """Holds every completion until ``reply`` is set, so a drain deadline lands mid-write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = asyncio.Event()
+        self.reply = asyncio.Event()
+
+    async def complete(self, lease: Lease, result: JSONValue = None) -> Job:
+        self.writing.set()
+        await self.reply.wait()
+        return await super().complete(lease, result)
+
+
+async def test_drain_deadline_waits_for_an_outcome_being_written() -> None:
+    async def quick(ctx: TaskContext, payload: dict[str, int]) -> str:
+        return "done"
+
+    task = Task("test.quick", quick, dict)
+    queue = SlowCompletions()
+    [job] = await queue.enqueue_many([task.job({})])
+    pool = WorkerPool(queue, TaskRegistry([task]), PoolConfig(concurrency=1))  # type: ignore[list-item]
+    await pool.start()
+    await queue.writing.wait()
+    stopping = asyncio.create_task(pool.stop(drain_seconds=0.05))
+    await asyncio.sleep(0.3)  # well past the drain deadline: the slot is still writing
+    assert not stopping.done(), "stop must wait for the outcome's write, not cancel it"
+    queue.reply.set()
+    await asyncio.wait_for(stopping, timeout=10)
+    stored = await queue.get(job.id)
+    assert stored is not None and stored.status is JobStatus.SUCCEEDED
+    assert stored.result == "done" and stored.attempts == 1

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import TypeAlias
 
 JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
 JSONObject: TypeAlias = dict[str, JSONValue]
+_EXACT_SCALARS = (str, int, bool)
 
 
 def ensure_json(value: object, what: str) -> JSONValue:
@@ -14,6 +16,12 @@ def ensure_json(value: object, what: str) -> JSONValue:
 
     NaN and infinities are refused: they are not JSON and other backends would reject them later.
     """
+    if value is None:
+        return None
+    if isinstance(value, str | int) and type(value) in _EXACT_SCALARS:
+        return value  # already exact JSON (subclasses such as enums take the round trip)
+    if isinstance(value, float) and type(value) is float and math.isfinite(value):
+        return value
     try:
         text = json.dumps(value, allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as exc:

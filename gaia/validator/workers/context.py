@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -23,7 +23,7 @@ class JobContext:
     deadline: float
     worker_id: str
     beat: BeatFn
-    span_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    span_id: str = field(default_factory=lambda: os.urandom(8).hex())
     cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
     last_progress: Progress | None = None
 

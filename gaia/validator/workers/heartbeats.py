@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from gaia.validator.core.errors import LeaseLost
@@ -36,7 +36,8 @@ class Held:
     next_beat: float
     progress: Progress | None = None
     lost: bool = False
-    beating: asyncio.Lock = field(default_factory=asyncio.Lock)
+    beating: asyncio.Lock | None = None
+    """Serialises this lease's heartbeats; made at the first beat (most jobs never beat)."""
 
 
 class Heartbeats:
@@ -69,6 +70,8 @@ class Heartbeats:
         """Heartbeat one lease now (the handler asked, or it is due)."""
         if progress is not None:
             held.progress = progress
+        if held.beating is None:
+            held.beating = asyncio.Lock()
         async with held.beating:
             if held.lost:
                 return
@@ -103,6 +106,8 @@ class Heartbeats:
 
     def _lose(self, held: Held, reason: str) -> None:
         held.lost = True
+        if self._held.get(held.lease.job_id) is not held:
+            return  # its handler has finished; the outcome's write is fenced by the lease
         log.warning("lease lost, cancelling job %s: %s", held.lease.job_id, reason)
         held.cancel_event.set()
         held.victim.cancel()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gaia.validator.core.errors import QueueClosed, UnknownTask
-from gaia.validator.core.job import Job, JobError
+from gaia.validator.core.job import JobError
 from gaia.validator.core.outcomes import Fail, Outcome, Success, TaskResult
 from gaia.validator.core.queue import Lease, Queue
 from gaia.validator.core.task import TaskRegistry
@@ -83,6 +83,8 @@ class WorkerPool:
         """True while a claim call is in flight: it must finish, or a claimed job would strand."""
         self._reaper: asyncio.Task[None] | None = None
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._recording: set[asyncio.Task[None]] = set()
+        """Slots writing an outcome to the queue; a stop waits for them instead of cancelling."""
         self._heartbeats = Heartbeats(queue, self.config.lease_seconds)
         self._background: set[asyncio.Future[None]] = set()
         """Releases of claims no slot will run (kept referenced until they finish)."""
@@ -119,12 +121,15 @@ class WorkerPool:
             await asyncio.wait(
                 list(self._running.values()), timeout=max(0.0, deadline - time.monotonic())
             )
-        leftover = list(self._running.values())
+        # A slot writing its outcome is not cancelled: the outcome would be lost (it was about
+        # to be recorded, and the job would run again). Its write is bounded by its lease.
+        leftover = [runner for runner in self._running.values() if runner not in self._recording]
         for runner in leftover:
             runner.cancel()
         if leftover:
             log.warning("drain deadline reached: cancelled %d running jobs", len(leftover))
-            await asyncio.gather(*leftover, return_exceptions=True)
+        if self._running:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self._heartbeats.stop()
@@ -283,42 +288,31 @@ class WorkerPool:
     async def _finish(self, lease: Lease, outcome: Outcome, started: float) -> Lease | None:
         """Record the outcome. On a backend that completes and claims in one round trip, a
         success also claims this slot's next job (never while stopping), which is returned."""
-        # Shielded: a cancel arriving now (drain deadline) must not lose a finished outcome.
-        next_lease: Lease | None = None
-        if (
-            isinstance(outcome, Success)
-            and self._queue.fuses_complete_and_claim
-            and not self._stopping.is_set()
-        ):
-            recording = asyncio.ensure_future(
-                complete_and_claim(
+        runner = asyncio.current_task()
+        assert runner is not None
+        self._recording.add(runner)
+        try:
+            next_lease: Lease | None = None
+            if (
+                isinstance(outcome, Success)
+                and self._queue.fuses_complete_and_claim
+                and not self._stopping.is_set()
+            ):
+                recorded = await complete_and_claim(
                     self._queue, lease, outcome.value, self._types, self.config.lease_seconds
                 )
-            )
-            try:
-                recorded = await asyncio.shield(recording)
-            except asyncio.CancelledError:
-                recording.add_done_callback(self._release_orphans)
-                raise
-            job = None if recorded is None else recorded[0]
-            if recorded is not None and recorded[1]:
-                next_lease = recorded[1][0]
-                self._release_later(recorded[1][1:])  # asked for one: more would be a bug
-        else:
-            job = await asyncio.shield(settle(self._queue, lease, outcome))
+                job = None if recorded is None else recorded[0]
+                if recorded is not None and recorded[1]:
+                    next_lease = recorded[1][0]
+                    self._release_later(recorded[1][1:])  # asked for one: more would be a bug
+            else:
+                job = await settle(self._queue, lease, outcome)
+        finally:
+            self._recording.discard(runner)
         if job is not None:
             attempts = lease.job.attempts
             self._notify(TaskResult(job.id, job.type, attempts, outcome, started, time.time()))
         return next_lease
-
-    def _release_orphans(self, recording: asyncio.Future[tuple[Job, list[Lease]] | None]) -> None:
-        """A completion that also claimed finished after its slot was cancelled: hand back what
-        it claimed, so those jobs are not left waiting for their leases to expire."""
-        if recording.cancelled() or recording.exception() is not None:
-            return
-        recorded = recording.result()
-        if recorded is not None:
-            self._release_later(recorded[1])
 
     def _release_later(self, leases: Sequence[Lease]) -> None:
         for lease in leases:
