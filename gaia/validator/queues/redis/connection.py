@@ -113,12 +113,37 @@ class RedisLink:
         group_arguments: GroupArguments = no_arguments,
     ) -> Ran:
         """Run ``item`` through function ``step`` in this turn's call for ``group``."""
-        if self._closed:
-            self.check_open()
         try:  # the first attempt, without the retry loop's set-up (the hot path)
-            return await self._calls.batched(step, group, group_arguments, item, False)
+            return await self.submit(step, item, group=group, group_arguments=group_arguments)
         except TRANSIENT as error:
             failed = error
+        return await self.resend(step, item, failed, group=group, group_arguments=group_arguments)
+
+    def submit(
+        self,
+        step: str,
+        item: Words,
+        *,
+        group: Hashable = None,
+        group_arguments: GroupArguments = no_arguments,
+    ) -> asyncio.Future[Ran]:
+        """The first attempt of a batched call, as a future: calls submitted in one turn go out
+        in one write. A transient error is the caller's to hand to :meth:`resend`."""
+        if self._closed:
+            self.check_open()
+        return self._calls.batched(step, group, group_arguments, item, False)
+
+    async def resend(
+        self,
+        step: str,
+        item: Words,
+        failed: Exception,
+        *,
+        group: Hashable = None,
+        group_arguments: GroupArguments = no_arguments,
+    ) -> Ran:
+        """A batched call whose first attempt failed with ``failed``, through the reconnect
+        loop (each later attempt told it is a re-send)."""
         return await self.reconnecting(
             lambda resent: self._calls.batched(step, group, group_arguments, item, resent),
             failed=failed,

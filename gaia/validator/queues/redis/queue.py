@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -36,6 +35,7 @@ from gaia.validator.queues.redis.replies import (
     decode_claimed,
     decode_completed,
     decode_settled,
+    held_state,
     new_lease,
 )
 from gaia.validator.queues.redis.wire import Packed, pack_words
@@ -219,52 +219,50 @@ class RedisQueue(Queue):
         return [self.keys.wake(job_type) for job_type in types]
 
     async def _claim_now(
-        self,
-        worker_id: str,
-        count: int,
-        group: _ClaimGroup,
-        lease_seconds: float,
-        after: tuple[str, str] = ("", ""),
+        self, worker_id: str, count: int, group: _ClaimGroup, lease_seconds: float
     ) -> tuple[list[Lease], float | None]:
-        """Leases claimed now, and the due time of the next delayed job when none was.
-
-        ``after``: a job id and the start its state line must have for the claim to take
-        anything (see the claim function), or ('', '')."""
+        """Leases claimed now, and the due time of the next delayed job when none was."""
         key, group_arguments = group
+        item = [worker_text(worker_id), str(count), "", ""]
         while True:
             entry, now = await self._link.batched(
-                "claim",
-                [worker_text(worker_id), str(count), *after],
-                group=key,
-                group_arguments=group_arguments,
+                "claim", item, group=key, group_arguments=group_arguments
             )
             assert isinstance(entry, list)
             next_due = float(entry[0]) if entry[0] else None
-            expires = now + lease_seconds
-            leases: list[Lease] = []
-            buried = 0
-            for at in range(1, len(entry), CLAIMED_WIDTH):
-                job_id, spec, state, error, info = entry[at : at + CLAIMED_WIDTH]
-                job_id = job_id.decode()
-                try:
-                    job = decode_claimed(
-                        job_id,
-                        spec,
-                        state,
-                        error,
-                        info,
-                        now=now,
-                        expires=expires,
-                        worker_id=worker_id,
-                    )
-                except CorruptJob as exc:
-                    await self._bury(job_id, state, exc)
-                    buried += 1
-                    continue
-                leases.append(new_lease(job, worker_id, expires))
+            leases, buried = await self._leases(entry, now, worker_id, lease_seconds)
             if leases or not buried:
                 return leases, next_due
             # Every claimed record was undecodable and is now dead-lettered: try again.
+
+    async def _leases(
+        self, entry: list[bytes | None], now: float, worker_id: str, lease_seconds: float
+    ) -> tuple[list[Lease], int]:
+        """The leases of a claim's reply entry, and how many records were dead-lettered as
+        undecodable instead."""
+        expires = now + lease_seconds
+        leases: list[Lease] = []
+        buried = 0
+        for at in range(1, len(entry), CLAIMED_WIDTH):
+            job_id, spec, state, error, info = entry[at : at + CLAIMED_WIDTH]
+            assert isinstance(job_id, bytes) and isinstance(state, bytes)
+            try:
+                job = decode_claimed(
+                    job_id.decode(),
+                    spec,
+                    state,
+                    error,
+                    info,
+                    now=now,
+                    expires=expires,
+                    worker_id=worker_id,
+                )
+            except CorruptJob as exc:
+                await self._bury(job_id.decode(), state, exc)
+                buried += 1
+                continue
+            leases.append(new_lease(job, worker_id, expires))
+        return leases, buried
 
     async def _bury(self, job_id: str, state: bytes, error: CorruptJob) -> None:
         """Dead-letter a claimed job the client could not decode (its lease token is the third
@@ -294,28 +292,29 @@ class RedisQueue(Queue):
         still running under this lease, so a completion refused for a stale lease claims
         nothing. Should the completion still fail (the lease expired and was reaped between
         the two), the new leases are released (the attempt given back) before it raises."""
-        if self._link.closed:
-            self._link.check_open()
         subscribed = lifecycle.claim_scope(types, lease_seconds, count)
-        group = self._claim_group(tuple(subscribed or ()), lease_seconds)
+        key, group_arguments = self._claim_group(tuple(subscribed or ()), lease_seconds)
         job = lease.job
-        after = (job.id, f"running {job.attempts} {lease.token} ")
-        claiming = asyncio.ensure_future(
-            self._claim_now(lease.worker_id, count, group, lease_seconds, after)
-        )
-        completing = asyncio.ensure_future(self.complete(lease, result))
-        claimed, done = await asyncio.gather(claiming, completing, return_exceptions=True)
-        if isinstance(done, BaseException):
-            for next_lease in [] if isinstance(claimed, BaseException) else claimed[0]:
-                with contextlib.suppress(Exception):
+        item = [worker_text(lease.worker_id), str(count), job.id, held_state(lease)]
+        claiming = self._link.submit("claim", item, group=key, group_arguments=group_arguments)
+        try:
+            done = await self.complete(lease, result)  # submitted in this turn, with the claim
+        except Exception:
+            with contextlib.suppress(Exception):
+                entry, now = await claiming
+                assert isinstance(entry, list)
+                claimed, _ = await self._leases(entry, now, lease.worker_id, lease_seconds)
+                for next_lease in claimed:
                     await self.release(next_lease)
-            raise done
-        if isinstance(claimed, BaseException):
-            if not isinstance(claimed, Exception):
-                raise claimed
-            log.warning("redis queue %s: claim after a completion failed: %s", self.url, claimed)
+            raise
+        try:
+            entry, now = await claiming
+        except Exception as error:
+            log.warning("redis queue %s: claim after a completion failed: %s", self.url, error)
             return done, []  # the completion is recorded; the next claim comes the usual way
-        return done, claimed[0]
+        assert isinstance(entry, list)
+        claimed, _ = await self._leases(entry, now, lease.worker_id, lease_seconds)
+        return done, claimed
 
     # -- settling --------------------------------------------------------------------------
     async def heartbeat(

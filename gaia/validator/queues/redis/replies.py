@@ -125,13 +125,19 @@ def new_lease(job: Job, worker_id: str, expires: float) -> Lease:
     return lease
 
 
+def held_state(lease: Lease) -> str:
+    """The start of the state line a job has while ``lease`` holds it (status, attempts, lease
+    token): what a step taken under the lease checks."""
+    return f"running {lease.job.attempts} {lease.token} "
+
+
 def complete_item(lease: Lease, result: str) -> list[str]:
-    """The complete function's arguments for ``lease``: id, the start of the state line that
-    the job must have (status, attempts, lease token), type, dedupe flag, result JSON."""
+    """The complete function's arguments for ``lease``: id, the state line the job must start
+    with (:func:`held_state`), type, dedupe flag, result JSON."""
     job = lease.job
     return [
         job.id,
-        f"running {job.attempts} {lease.token} ",
+        held_state(lease),
         job.type,
         "0" if job.dedupe_key is None else "1",
         result,
