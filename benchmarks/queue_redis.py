@@ -119,13 +119,17 @@ async def our_enqueue_and_latency(url: str) -> list[Row]:
         rows.append(row("gaia", "enqueue one by one", SINGLE_JOBS / _since(began), "jobs/s"))
         await flush(url)
 
-        batch = jobs(BATCH_JOBS)
-        began = time.perf_counter()
-        for start in range(0, BATCH_JOBS, BATCH_SIZE):
-            await queue.enqueue_many(batch[start : start + BATCH_SIZE])
-        rate = BATCH_JOBS / _since(began)
-        rows.append(row("gaia", f"enqueue batches of {BATCH_SIZE}", rate, "jobs/s"))
-        await flush(url)
+        runs: list[Measure] = []
+        for _ in range(ROUNDS):  # the server's share varies most from run to run: medians
+            batch = jobs(BATCH_JOBS)
+            measure = Measure(url)
+            await measure.start()
+            for start in range(0, BATCH_JOBS, BATCH_SIZE):
+                await queue.enqueue_many(batch[start : start + BATCH_SIZE])
+            await measure.stop()
+            runs.append(measure)
+            await flush(url)
+        rows += medians("gaia", f"enqueue batches of {BATCH_SIZE}", BATCH_JOBS, runs)
 
         p50, p99 = await _latency(queue)
         rows.append(row("gaia", "enqueue->start p50 (idle queue)", p50 * 1000, "ms"))
@@ -369,16 +373,23 @@ async def processing(url: str) -> list[Row]:
             runs[metric].append(await drain(url))
     rows: list[Row] = []
     for backend, metric, _ in contenders:
-        rates = [PROCESS_JOBS / run.wall for run in runs[metric]]
-        shown = ", ".join(f"{rate:.0f}" for rate in rates)
-        rows.append(row(backend, metric, statistics.median(rates), "jobs/s", f"median of {shown}"))
-        for side in ("client", "server"):
-            cpu = statistics.median(getattr(run, side) for run in runs[metric]) / PROCESS_JOBS
-            rows.append(row(backend, f"{metric}: {side} CPU per job", cpu * 1e6, "us"))
+        rows += medians(backend, metric, PROCESS_JOBS, runs[metric])
     for peer in ("saq", "arq"):
         if not _installed(peer):
             rows.append(row(peer, "processing", 0.0, "jobs/s", f"skipped: {peer} not installed"))
     return rows + ratios(rows)
+
+
+def medians(backend: str, metric: str, count: int, runs: list[Measure]) -> list[Row]:
+    """The median rate of ``runs`` of ``count`` jobs each, and the median client and server
+    CPU per job."""
+    rates = [count / run.wall for run in runs]
+    shown = ", ".join(f"{rate:.0f}" for rate in rates)
+    rows = [row(backend, metric, statistics.median(rates), "jobs/s", f"median of {shown}")]
+    for side in SIDES:
+        cpu = statistics.median(getattr(run, side) for run in runs) / count
+        rows.append(row(backend, f"{metric}: {side} CPU per job", cpu * 1e6, "us"))
+    return rows
 
 
 def ratios(rows: list[Row]) -> list[Row]:
