@@ -1,10 +1,12 @@
 """pytest fixtures that hand tests real Redis and PostgreSQL servers.
 
 Session scope: ``redis_server`` and ``postgres_server`` (one throwaway server each, started on
-first use, or the server named by GAIA_TEST_REDIS_URL / GAIA_TEST_POSTGRES_URL).
+first use, or the server named by GAIA_TEST_REDIS_URL / GAIA_TEST_POSTGRES_URL);
+``redis_tls_files`` (a CA and certificates made with ``trustme``) and ``redis_tls_server`` (a
+throwaway TLS-only redis-server using them, client certificates optional).
 Function scope: ``redis_url`` (a flushed logical database of that server), ``postgres_url`` (a new
 database, dropped afterwards), and ``start_redis_server`` / ``start_postgres_server`` (start
-extra servers with chosen durability settings, closed after the test).
+extra servers with chosen durability or TLS settings, closed after the test).
 Missing binaries skip, or fail under CI=true (see ``policy``). A test that stops or restarts a
 session server must leave it running for the tests after it.
 """
@@ -13,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import NoReturn, Protocol
 from uuid import uuid4
 
@@ -31,18 +34,24 @@ from .external import (
 )
 from .policy import server_unavailable
 from .postgres import PostgresServer
-from .redis import RedisServer
+from .redis import RedisServer, RedisTLS, TLSUnsupported
 
 REDIS_TEST_DATABASES = range(1, 16)  # db 0 is the session URL's; tests rotate through 1..15
 _SQL_TIMEOUT_SECONDS = 60.0
 
-REDIS_FIXTURES = frozenset({"redis_server", "redis_url", "start_redis_server"})
+REDIS_FIXTURES = frozenset(
+    {"redis_server", "redis_url", "start_redis_server", "redis_tls_server"}
+)
 POSTGRES_FIXTURES = frozenset({"postgres_server", "postgres_url", "start_postgres_server"})
 
 
 class RedisServerStarter(Protocol):
     def __call__(
-        self, *, appendfsync: str = "everysec", config: Mapping[str, str] | None = None
+        self,
+        *,
+        appendfsync: str = "everysec",
+        config: Mapping[str, str] | None = None,
+        tls: RedisTLS | None = None,
     ) -> RedisServer: ...
 
 
@@ -92,6 +101,72 @@ def redis_server() -> Iterator[ServerHandle]:
     yield from _session_server(REDIS_URL_VARIABLE, RedisServer)
 
 
+def issue_tls_files(
+    directory: Path,
+    *,
+    auth_clients: str = "optional",
+    server_names: Sequence[str] = ("127.0.0.1", "localhost"),
+) -> RedisTLS:
+    """A new CA in ``directory`` and, signed by it, a server certificate for ``server_names``
+    and a client certificate (made with ``trustme``; skipped, or failed under CI, without it)."""
+    try:
+        import trustme  # a test dependency (the dev extra), imported only by TLS tests
+    except ImportError:
+        server_unavailable("TLS tests need the `trustme` package: pip install -e '.[dev]'")
+    authority = trustme.CA()
+    server = authority.issue_cert(*server_names)
+    client = authority.issue_cert("gaia-test-client@example.org")
+    files = RedisTLS(
+        ca_file=directory / "ca.pem",
+        server_cert_file=directory / "server.pem",
+        server_key_file=directory / "server.key",
+        client_cert_file=directory / "client.pem",
+        client_key_file=directory / "client.key",
+        auth_clients=auth_clients,
+    )
+    authority.cert_pem.write_to_path(str(files.ca_file))
+    server.private_key_pem.write_to_path(str(files.server_key_file))
+    client.private_key_pem.write_to_path(str(files.client_key_file))
+    for certificate, path in ((server, files.server_cert_file), (client, files.client_cert_file)):
+        path.write_bytes(b"".join(blob.bytes() for blob in certificate.cert_chain_pems))
+    return files
+
+
+def _start_tls_server(tls: RedisTLS) -> RedisServer:
+    try:
+        server = RedisServer(tls=tls)
+    except BinaryNotFound as error:
+        server_unavailable(str(error))
+    try:
+        server.start()
+    except TLSUnsupported as error:
+        server.close()
+        server_unavailable(str(error))
+    except BaseException:
+        server.close()
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def redis_tls_files(tmp_path_factory: pytest.TempPathFactory) -> RedisTLS:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
+    return issue_tls_files(tmp_path_factory.mktemp("redis-tls"))
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server(redis_tls_files: RedisTLS) -> Iterator[RedisServer]:
+    """A throwaway TLS-only redis-server (``rediss://`` URL; client certificates optional).
+
+    Always a throwaway: GAIA_TEST_REDIS_URL names a plain server and is not used here.
+    """
+    server = _start_tls_server(redis_tls_files)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[ServerHandle]:
     """The session's PostgreSQL: a throwaway cluster, or GAIA_TEST_POSTGRES_URL."""
@@ -133,18 +208,25 @@ def postgres_url(postgres_server: ServerHandle) -> Iterator[str]:
 
 @pytest.fixture
 def start_redis_server() -> Iterator[RedisServerStarter]:
-    """Start extra redis-servers with chosen settings (e.g. ``appendfsync="always"``)."""
+    """Start extra redis-servers with chosen settings (e.g. ``appendfsync="always"``, or
+    ``tls=`` certificate files for a TLS-only server)."""
     started: list[RedisServer] = []
 
     def start(
-        *, appendfsync: str = "everysec", config: Mapping[str, str] | None = None
+        *,
+        appendfsync: str = "everysec",
+        config: Mapping[str, str] | None = None,
+        tls: RedisTLS | None = None,
     ) -> RedisServer:
         try:
-            server = RedisServer(appendfsync=appendfsync, config=config)
+            server = RedisServer(appendfsync=appendfsync, config=config, tls=tls)
         except BinaryNotFound as error:
             server_unavailable(str(error))
         started.append(server)
-        server.start()
+        try:
+            server.start()
+        except TLSUnsupported as error:
+            server_unavailable(str(error))
         return server
 
     yield start

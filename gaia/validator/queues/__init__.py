@@ -5,6 +5,7 @@
 ``sqlite:///path``     embedded default for one machine (:mod:`.sqlite`)
 ``postgresql://...``   durable, many machines (:mod:`.postgres`), needs ``[postgres]``
 ``redis://...``        durable per the server's AOF setting (:mod:`.redis`), needs ``[redis]``
+``rediss://...``       the same over TLS (:mod:`.redis.tls`)
 =====================  ===========================================================
 
 Backends are imported only when their scheme is opened, so the core stays dependency-free.
@@ -25,6 +26,7 @@ _BACKENDS: dict[str, tuple[str, str]] = {
     "postgresql": ("gaia.validator.queues.postgres", "open_postgres_queue"),
     "postgres": ("gaia.validator.queues.postgres", "open_postgres_queue"),
     "redis": ("gaia.validator.queues.redis", "open_redis_queue"),
+    "rediss": ("gaia.validator.queues.redis", "open_redis_queue"),
 }
 
 

@@ -8,6 +8,10 @@ re-send after a lost reply (the function then accepts finding its step already a
 reconnecting never applies a step twice.
 
 Function calls are batched and pipelined automatically (:mod:`.pipelining`).
+
+With ``rediss://`` all three connections use TLS with one ``ssl.SSLContext`` built from the URL's
+options (:mod:`.tls`); a handshake the certificates refuse is raised at once as ``TLSRefused``,
+not retried.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -43,6 +50,7 @@ from gaia.validator.queues.redis.pipelining import (
     no_arguments,
 )
 from gaia.validator.queues.redis.records import micros, number_text
+from gaia.validator.queues.redis.tls import TLSRefused, dropped_hint, tls_refusal
 from gaia.validator.queues.redis.wire import Wire, Words
 
 log = logging.getLogger(__name__)
@@ -60,11 +68,16 @@ class RedisLink:
     def __init__(self, options: RedisOptions, display: str, clock: Callable[[], float]) -> None:
         self._display = display
         self._retry_for = options.retry_for
-        self._client = _connect(options, socket_timeout=options.timeout)
-        self._waiter = _connect(options, socket_timeout=None)
+        self._uses_tls = options.tls is not None
+        tls = None if options.tls is None else options.tls.context()  # one for every connection
+        self._client = _connect(options, tls, socket_timeout=options.timeout)
+        self._waiter = _connect(options, tls, socket_timeout=None)
         self._retention = (options.result_ttl, options.dead_ttl)
         self._wire = Wire(
-            options.server_url, timeout=options.timeout, connect_timeout=min(options.timeout, 10.0)
+            options.server_url,
+            timeout=options.timeout,
+            connect_timeout=min(options.timeout, 10.0),
+            tls=tls,
         )
         self._calls = FunctionCalls(
             self._client, self._wire, options.keys.prefix, self._header, clock, translate
@@ -199,11 +212,15 @@ class RedisLink:
             except TRANSIENT as error:
                 if self._closed:
                     raise QueueClosed(f"queue {self._display} was closed during a call") from None
+                refused = tls_refusal(error)
+                if refused is not None:
+                    raise TLSRefused(f"redis queue {self._display}: {refused}") from error
                 waited = time.monotonic() - started
                 if waited >= self._retry_for:
+                    hint = dropped_hint(error) if self._uses_tls else ""
                     raise ConnectionError(
                         f"redis queue {self._display}: server unreachable for {waited:.1f} s "
-                        f"(retry_for={self._retry_for:g}): {error}"
+                        f"(retry_for={self._retry_for:g}): {error}{hint}"
                     ) from error
                 delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2**attempt) * random.uniform(0.5, 1.0)
                 log.warning(
@@ -234,15 +251,45 @@ class RedisLink:
         await self._waiter.aclose()
 
 
-def _connect(options: RedisOptions, *, socket_timeout: float | None) -> Redis:
-    """A client of its own pool; redis-py's retry off (see the module docstring)."""
+def _connect(
+    options: RedisOptions, tls: ssl.SSLContext | None, *, socket_timeout: float | None
+) -> Redis:
+    """A client of its own pool; redis-py's retry off (see the module docstring).
+
+    With ``tls``, its connections wrap their sockets in that context (redis-py's own ``rediss``
+    handling would build a second context from ssl_* arguments, which could drift from the
+    wire's), so it is given the URL as ``redis://`` and a connection class that adds TLS.
+    """
+    url = options.server_url
+    tls_settings: dict[str, object] = {}
+    if tls is not None:
+        parts = urlsplit(url)
+        url = urlunsplit(("redis", parts.netloc, parts.path, parts.query, parts.fragment))
+        tls_settings = {"connection_class": _SharedContextConnection, "tls_context": tls}
     return Redis.from_url(
-        options.server_url,
+        url,
         socket_timeout=socket_timeout,
         socket_connect_timeout=min(options.timeout, 10.0),
         socket_keepalive=True,
         retry=Retry(NoBackoff(), 0),
+        **tls_settings,  # type: ignore[arg-type]
     )
+
+
+class _SharedContextConnection(Connection):
+    """A redis-py connection over TLS with a given context (the queue's one, see :mod:`.tls`).
+
+    redis-py opens its socket with ``asyncio.open_connection(**self._connection_arguments())``;
+    adding ``ssl`` there is how its own ``SSLConnection`` does TLS. The server name checked
+    and sent (SNI) is the URL's host, as on the wire.
+    """
+
+    def __init__(self, *, tls_context: ssl.SSLContext, **settings: object) -> None:
+        self._tls_context = tls_context
+        super().__init__(**settings)  # type: ignore[arg-type]
+
+    def _connection_arguments(self) -> Mapping[str, object]:
+        return {**super()._connection_arguments(), "ssl": self._tls_context}
 
 
 def translate(error: ResponseError) -> Exception:

@@ -10,6 +10,9 @@ callback, and the replies are parsed by ``hiredis`` (redis-py's own parser, a de
 it. The connection is opened (AUTH, SELECT) on first use and again after it broke; plain
 commands, waits and function loading stay on redis-py.
 
+With ``tls`` (an ``ssl.SSLContext``, for ``rediss://``; the same one the redis-py clients use,
+see :mod:`.tls`) the connection is TLS, the server's name checked and sent being the URL's host.
+
 A LOADING error reply (a restarted server still reading its AOF) is handed on as redis-py's
 ``BusyLoadingError``, a ``ConnectionError``: the call is retried like after a lost connection.
 A call waiting longer than ``timeout`` seconds for its reply breaks the connection (the server
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from urllib.parse import unquote, urlsplit
@@ -35,9 +39,16 @@ OnReply = Callable[[Reply], None]  # called with a reply, or the exception that 
 
 
 class Wire:
-    """A lazily opened, pipelined connection to the server of ``url`` (``redis://``)."""
+    """A lazily opened, pipelined connection to the server of ``url`` (``redis[s]://``)."""
 
-    def __init__(self, url: str, *, timeout: float, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        connect_timeout: float,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         parts = urlsplit(url)
         self._host = parts.hostname or "localhost"
         self._port = parts.port or 6379
@@ -46,6 +57,7 @@ class Wire:
         self._password = unquote(parts.password) if parts.password else None
         self._timeout = timeout
         self._connect_timeout = connect_timeout
+        self._tls = tls
         self._transport: asyncio.Transport | None = None
         self._reader = hiredis.Reader(protocolError=RedisConnectionError, replyError=ResponseError)
         self._waiting: collections.deque[tuple[OnReply, float]] = collections.deque()
@@ -86,7 +98,13 @@ class Wire:
         self._reader = hiredis.Reader(protocolError=RedisConnectionError, replyError=ResponseError)
         try:
             transport, protocol = await asyncio.wait_for(
-                loop.create_connection(lambda: _Protocol(self), self._host, self._port),
+                loop.create_connection(
+                    lambda: _Protocol(self),
+                    self._host,
+                    self._port,
+                    ssl=self._tls,
+                    server_hostname=None if self._tls is None else self._host,
+                ),
                 self._connect_timeout,
             )
         except (TimeoutError, OSError) as error:
@@ -149,11 +167,13 @@ class Wire:
         if protocol is not self._protocol:
             return  # an earlier connection, already broken
         self._transport = self._protocol = None
-        self._fail_waiting(
-            RedisConnectionError(f"connection to redis at {self._host}:{self._port} lost")
+        lost = RedisConnectionError(
+            f"connection to redis at {self._host}:{self._port} lost"
             if error is None
-            else RedisConnectionError(f"connection to redis lost: {error}")
+            else f"connection to redis lost: {error}"
         )
+        lost.__cause__ = error  # e.g. a TLS alert, which the reconnect loop looks for
+        self._fail_waiting(lost)
 
     def _arm(self, delay: float) -> None:
         if self._watchdog is not None:
@@ -232,11 +252,7 @@ def pack(words: Sequence[str]) -> bytes:
 def pack_words(words: Sequence[str]) -> bytes:
     """RESP bulk strings of ``words`` (without the array header), encoded once as a whole (an
     ASCII word's length in bytes is its length)."""
-    return "".join(
-        [
-            f"${len(word)}\r\n{word}\r\n"
-            if word.isascii()
-            else f"${len(word.encode())}\r\n{word}\r\n"
-            for word in words
-        ]
-    ).encode()
+    text = "".join([f"${len(word)}\r\n{word}\r\n" for word in words])
+    if text.isascii():  # every length above counted bytes
+        return text.encode()
+    return "".join([f"${len(word.encode())}\r\n{word}\r\n" for word in words]).encode()
