@@ -46,7 +46,7 @@ def test_options_are_parsed_and_stripped_from_the_server_url() -> None:
         ("redis://h/0?pool=3", "unknown redis URL option 'pool'"),
         ("redis://h/zero", "database number"),
         ("redis:///0", "names no host"),
-        ("rediss://h/0", "must start with redis://"),
+        ("http://h/0", "must start with redis://"),
     ],
 )
 def test_bad_urls_are_refused_with_the_reason(url: str, message: str) -> None:

@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 ENQUEUE_WIDTH = 8  # arguments per job of the enqueue function
 ENQUEUE_CHUNK = 250  # jobs per enqueue call of a large batch: the next is packed while one runs
-FIRST_CHUNK = 50  # jobs in the first call of a large batch
+FIRST_CHUNK = 16  # jobs in the first call of a large batch (see _part_ends)
+PART_GROWTH = 2  # each part at most this many times the one before
 REAP_LIMIT = 1_000  # expired leases / purges handled per set and reap call
 CLAIMED_WIDTH = 5  # values per job in a claim entry: id, spec, state, error, info
 STATUS_ORDER = (
@@ -98,20 +99,14 @@ class RedisQueue(Queue):
         and the ones after it, not the ones before).
         """
         self._link.check_open()
-        seen: set[str] = set()
-        for job in jobs:
-            if job.status is not JobStatus.QUEUED:
-                raise InvalidTransition(f"only queued jobs can be enqueued, got {job.status.value}")
-            if job.id in seen:
-                raise ValueError(f"job id {job.id} appears twice in one batch")
-            seen.add(job.id)
+        ids = _checked_ids(jobs)
         if not jobs:
             return []
         if len(jobs) <= ENQUEUE_CHUNK:
             entry, _ = await self._link.batched("enqueue", _group(jobs))
             entries = [entry]
         else:
-            entries = await self._enqueue_parts(jobs)
+            entries = await self._enqueue_parts(jobs, ids)
         stored: list[Job] = []
         for entry in entries:
             if isinstance(entry, ResponseError):
@@ -122,20 +117,18 @@ class RedisQueue(Queue):
         assert len(stored) == len(jobs)
         return stored
 
-    async def _enqueue_parts(self, jobs: Sequence[Job]) -> list[Reply]:
+    async def _enqueue_parts(self, jobs: Sequence[Job], ids: list[str]) -> list[Reply]:
         """A batch of more than ENQUEUE_CHUNK jobs, in parts streamed without waiting in
         between: a short first part (the server starts while the client packs the rest) that
         checks every id of the batch, then parts of ENQUEUE_CHUNK (see ``enqueue_part`` in
         :mod:`.intake_scripts`). The entries of the parts, in order."""
         token = uuid.uuid4().hex
-        ends = [FIRST_CHUNK, *range(FIRST_CHUNK + ENQUEUE_CHUNK, len(jobs), ENQUEUE_CHUNK)]
-        ends.append(len(jobs))
+        ends = _part_ends(len(jobs))
 
         def calls() -> Iterator[Packed]:
             start = 0
             for n, end in enumerate(ends):
                 if n == 0:
-                    ids = [job.id for job in jobs]
                     head = pack_words(["first", token, str(len(ids)), *ids])
                     words = 3 + len(ids)
                 else:
@@ -413,6 +406,37 @@ class RedisQueue(Queue):
 
     async def close(self) -> None:
         await self._link.close()
+
+
+def _checked_ids(jobs: Sequence[Job]) -> list[str]:
+    """The ids of a batch to enqueue; raises when a job is not queued or an id repeats."""
+    ids = [job.id for job in jobs]
+    if len(set(ids)) < len(ids):
+        seen: set[str] = set()
+        for job_id in ids:
+            if job_id in seen:
+                raise ValueError(f"job id {job_id} appears twice in one batch")
+            seen.add(job_id)
+    queued = JobStatus.QUEUED
+    for job in jobs:
+        if job.status is not queued:
+            raise InvalidTransition(f"only queued jobs can be enqueued, got {job.status.value}")
+    return ids
+
+
+def _part_ends(total: int) -> list[int]:
+    """Where the parts of a batch of ``total`` jobs end. The server stores a job in about
+    three times the client's time to pack one, so parts grow (up to ENQUEUE_CHUNK) as fast as
+    that allows without the server waiting for the next: the first is packed while the server
+    is idle, and each later one while the server stores the part before it."""
+    ends: list[int] = []
+    end, size = 0, FIRST_CHUNK
+    while end + size < total:
+        end += size
+        ends.append(end)
+        size = min(ENQUEUE_CHUNK, size * PART_GROWTH)
+    ends.append(total)
+    return ends
 
 
 def _group(jobs: Sequence[Job], groups: int | None = None) -> Packed:
