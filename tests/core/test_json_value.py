@@ -1,4 +1,4 @@
-"""ensure_json: exact JSON values pass as they are, others take a strict round trip or are refused."""
+"""ensure_json: exact JSON values pass as is; others take a strict round trip or are refused."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ from hypothesis import strategies as st
 from gaia.validator.core.json_value import ensure_json
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=12,
 )
