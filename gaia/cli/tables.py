@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 
@@ -17,7 +18,13 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
         table.add_column(column, justify="left" if index == 0 else "right")
     for row in rows:
         table.add_row(*(format_cell(cell) for cell in row))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # A log or a pipe has no width: give it the whole table rather than squeeze every
+        # cell to "…" in the default 80 columns.
+        natural = console.measure(table, options=console.options.update_width(10_000))
+        console = Console(width=max(80, natural.maximum))
+    console.print(table)
 
 
 def format_cell(cell: object) -> str:
