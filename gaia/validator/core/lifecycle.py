@@ -6,7 +6,7 @@ Each function takes the stored job and returns the updated copy; none touches I/
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 
 from gaia.validator.core.errors import InvalidTransition, LeaseLost
@@ -17,6 +17,15 @@ from gaia.validator.core.status import CLAIMABLE_STATUSES, JobStatus
 
 LEASE_EXPIRED = "lease_expired"
 EXHAUSTED = "attempts_exhausted"
+
+
+def check_enqueueable(jobs: Iterable[Job]) -> None:
+    """Only new, queued jobs enter a queue: raise naming the first job that is not one."""
+    for job in jobs:
+        if job.status is not JobStatus.QUEUED:
+            raise InvalidTransition(
+                f"only queued jobs can be enqueued, got job {job.id} in {job.status.value}"
+            )
 
 
 def is_due(job: Job, now: float) -> bool:

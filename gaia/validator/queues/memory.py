@@ -58,13 +58,12 @@ class MemoryQueue(Queue):
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[Job]:
         self._check_open()
+        lifecycle.check_enqueueable(jobs)
         stored = [self._insert(job) for job in jobs]
         self._wakeup.notify()
         return stored
 
     def _insert(self, job: Job) -> Job:
-        if job.status is not JobStatus.QUEUED:
-            raise InvalidTransition(f"only queued jobs can be enqueued, got {job.status.value}")
         if job.dedupe_key is not None:
             active_id = self._dedupe.get(job.dedupe_key)
             if active_id is not None:

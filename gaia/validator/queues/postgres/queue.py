@@ -93,11 +93,7 @@ class PostgresQueue(Queue):
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[Job]:
         self._check_open()
-        for job in jobs:
-            if job.status is not JobStatus.QUEUED:
-                raise InvalidTransition(
-                    f"only queued jobs can be enqueued, got job {job.id} in {job.status.value}"
-                )
+        lifecycle.check_enqueueable(jobs)
         if not jobs:
             return []
         return await self._connector.run(lambda conn, _: self._store(conn, jobs))

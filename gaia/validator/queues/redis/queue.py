@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from redis.exceptions import ResponseError
 
 from gaia.validator.core import lifecycle
-from gaia.validator.core.errors import CorruptJob, InvalidTransition, LeaseLost
+from gaia.validator.core.errors import CorruptJob, LeaseLost
 from gaia.validator.core.job import Job, JobError, Progress
 from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.queue import Lease, Queue, QueueStats
@@ -409,7 +409,7 @@ class RedisQueue(Queue):
 
 
 def _checked_ids(jobs: Sequence[Job]) -> list[str]:
-    """The ids of a batch to enqueue; raises when a job is not queued or an id repeats."""
+    """The ids of a batch to enqueue; raises when an id repeats or a job is not queued."""
     ids = [job.id for job in jobs]
     if len(set(ids)) < len(ids):
         seen: set[str] = set()
@@ -417,10 +417,7 @@ def _checked_ids(jobs: Sequence[Job]) -> list[str]:
             if job_id in seen:
                 raise ValueError(f"job id {job_id} appears twice in one batch")
             seen.add(job_id)
-    queued = JobStatus.QUEUED
-    for job in jobs:
-        if job.status is not queued:
-            raise InvalidTransition(f"only queued jobs can be enqueued, got {job.status.value}")
+    lifecycle.check_enqueueable(jobs)
     return ids
 
 

@@ -52,11 +52,6 @@ def immediate(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 # -- enqueue -------------------------------------------------------------------------------
-def _check_enqueueable(job: Job) -> None:
-    if job.status is not JobStatus.QUEUED:
-        raise InvalidTransition(f"only queued jobs can be enqueued, got {job.status.value}")
-
-
 def _duplicate_id(exc: sqlite3.IntegrityError, jobs: Sequence[Job]) -> ValueError:
     ids = ", ".join(job.id for job in jobs[:3]) + (" ..." if len(jobs) > 3 else "")
     return ValueError(f"cannot enqueue job(s) {ids}: {exc} (a job id may be stored only once)")
@@ -64,8 +59,7 @@ def _duplicate_id(exc: sqlite3.IntegrityError, jobs: Sequence[Job]) -> ValueErro
 
 def enqueue(connection: sqlite3.Connection, jobs: Sequence[Job]) -> list[Job]:
     """Insert ``jobs`` in one transaction; per input, the stored job or the active duplicate."""
-    for job in jobs:
-        _check_enqueueable(job)
+    lifecycle.check_enqueueable(jobs)
     try:
         connection.executemany(_UPSERT, [rows.insert_params(job) for job in jobs])
     except sqlite3.IntegrityError as exc:
