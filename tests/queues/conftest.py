@@ -15,7 +15,7 @@ from clock import FakeClock
 
 from gaia.validator.core.queue import Queue
 
-BACKENDS = ["memory", "sqlite", "postgres", "redis"]
+BACKENDS = ["memory", "sqlite", "postgres", "redis", "redis_tls"]
 
 
 @pytest.fixture
