@@ -7,6 +7,7 @@ retries: that is the Retries middleware's decision.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -56,6 +57,13 @@ class Executor:
             return Fail(JobError(f"invalid payload for {task.name}: {exc}", kind="invalid_payload"))
         try:
             value = await self._invoke(ctx, payload)
+        except asyncio.CancelledError as exc:
+            runner = asyncio.current_task()
+            if runner is None or runner.cancelling():
+                raise  # this attempt was cancelled (stop, lost lease, time limit)
+            # The handler's own CancelledError (it awaited something another task cancelled):
+            # a failed attempt like any other, not a cancel of the slot.
+            return Errored(error_of(exc))
         except PermanentError as exc:
             return Fail(error_of(exc, "permanent"))
         except RetryableError as exc:

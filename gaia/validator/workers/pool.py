@@ -109,20 +109,38 @@ class WorkerPool:
             await self._stopped.wait()
             return
         self._stopping.set()
-        drain = self.config.drain_seconds if drain_seconds is None else drain_seconds
+        try:
+            await self._drain(self.config.drain_seconds if drain_seconds is None else drain_seconds)
+        finally:  # even when the drain failed or this stop was cancelled
+            await self._heartbeats.stop()
+            for layer in self._middleware:
+                try:
+                    await layer.stop()
+                except Exception:
+                    log.exception("middleware %s failed in stop()", type(layer).__name__)
+            self._stopped.set()
+            log.info("worker pool stopped", extra={"worker_id": self.worker_id})
+
+    async def _drain(self, drain: float) -> None:
         deadline = time.monotonic() + drain
         if self._claimer is not None and not self._claiming:
             self._claimer.cancel()  # parked on a free slot: safe to interrupt
         for background in (self._claimer, self._reaper):
             if background is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await background
+                await asyncio.wait([background])  # a cancel of stop() itself still reaches it
+                if not background.cancelled() and background.exception() is not None:
+                    log.error(
+                        "%s ended with an error",
+                        background.get_name(),
+                        exc_info=background.exception(),
+                    )
         if self._running:
             await asyncio.wait(
                 list(self._running.values()), timeout=max(0.0, deadline - time.monotonic())
             )
         # A slot writing its outcome is not cancelled: the outcome would be lost (it was about
-        # to be recorded, and the job would run again). Its write is bounded by its lease.
+        # to be recorded, and the job would run again). Each write attempt is bounded by the
+        # lease length (settle.py), so this wait ends.
         leftover = [runner for runner in self._running.values() if runner not in self._recording]
         for runner in leftover:
             runner.cancel()
@@ -132,11 +150,6 @@ class WorkerPool:
             await asyncio.gather(*self._running.values(), return_exceptions=True)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        await self._heartbeats.stop()
-        for layer in self._middleware:
-            await layer.stop()
-        self._stopped.set()
-        log.info("worker pool stopped", extra={"worker_id": self.worker_id})
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
@@ -221,33 +234,49 @@ class WorkerPool:
             if reclaimed:
                 log.warning("reclaimed %d jobs with expired leases", reclaimed)
                 for layer in self._middleware:
-                    layer.reaped(reclaimed)
+                    try:
+                        layer.reaped(reclaimed)
+                    except Exception:
+                        log.exception("middleware %s failed in reaped()", type(layer).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.config.reap_interval)
 
     async def _run(self, lease: Lease) -> None:
         """Run the slot's job, then each next job its completion claimed (see ``_finish``)."""
         current: Lease | None = lease
+        runner = asyncio.current_task()
+        assert runner is not None
         try:
             while current is not None:
                 following = await self._run_attempt(current)
-                self._running.pop(current.job_id, None)
+                self._forget(current.job_id, runner)
                 current = following
                 if current is None:
                     break
-                runner = asyncio.current_task()
-                assert runner is not None
                 self._running[current.job_id] = runner  # a stop waits for this slot from now on
                 if self._stopping.is_set():
-                    await asyncio.shield(release(self._queue, current))
+                    self._recording.add(runner)  # handing the claim back is a write too
+                    try:
+                        await release(self._queue, current)
+                    finally:
+                        self._recording.discard(runner)
                     break
         except Exception:
-            log.exception("worker error while running job %s", (current or lease).job_id)
+            log.exception(
+                "slot failed outside the handler of job %s; if its outcome was not recorded, "
+                "the job is reclaimed when its lease expires",
+                (current or lease).job_id,
+            )
         finally:
             if current is not None:
-                self._running.pop(current.job_id, None)
+                self._forget(current.job_id, runner)
             self._free += 1
             self._slot_freed.set()
+
+    def _forget(self, job_id: str, runner: asyncio.Task[None]) -> None:
+        """This slot no longer runs ``job_id`` (another slot may run it by now: keep that)."""
+        if self._running.get(job_id) is runner:
+            del self._running[job_id]
 
     async def _run_attempt(self, lease: Lease) -> Lease | None:
         """Run one claimed job in this task; cancelling the task (drain deadline, lost lease)
@@ -306,7 +335,7 @@ class WorkerPool:
                     next_lease = recorded[1][0]
                     self._release_later(recorded[1][1:])  # asked for one: more would be a bug
             else:
-                job = await settle(self._queue, lease, outcome)
+                job = await settle(self._queue, lease, outcome, self.config.lease_seconds)
         finally:
             self._recording.discard(runner)
         if job is not None:

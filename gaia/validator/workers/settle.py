@@ -33,13 +33,17 @@ async def apply_outcome(queue: Queue, lease: Lease, outcome: Outcome) -> Job:
     raise TypeError(f"not an outcome: {outcome!r}")
 
 
-async def settle(queue: Queue, lease: Lease, outcome: Outcome) -> Job | None:
+async def settle(
+    queue: Queue, lease: Lease, outcome: Outcome, limit: float | None = None
+) -> Job | None:
     """Record ``outcome``; retries transient queue errors until the lease would have run out.
+    ``limit``: the longest one attempt may take (the pool gives its lease length: a write
+    still unanswered after a whole lease is moot, since the job is reclaimed by then).
 
-    Returns None when the lease was lost (cancelled or reclaimed): that attempt's outcome is
-    discarded, and whoever holds the job now decides its fate.
+    Returns None when the lease was lost (cancelled or reclaimed), or could not be written:
+    that attempt's outcome is discarded, and whoever holds the job next decides its fate.
     """
-    return await _recorded(lease, lambda: apply_outcome(queue, lease, outcome))
+    return await _recorded(lease, lambda: apply_outcome(queue, lease, outcome), limit)
 
 
 async def complete_and_claim(
@@ -49,20 +53,25 @@ async def complete_and_claim(
     types: Collection[str] | None,
     lease_seconds: float,
 ) -> tuple[Job, list[Lease]] | None:
-    """Record a success and claim the slot's next job in one call, retried like ``settle``."""
+    """Record a success and claim the slot's next job in one call, retried like ``settle``
+    (each attempt bounded by ``lease_seconds``)."""
     return await _recorded(
         lease,
         lambda: queue.complete_and_claim(
             lease, value, count=1, types=types, lease_seconds=lease_seconds
         ),
+        lease_seconds,
     )
 
 
-async def _recorded(lease: Lease, write: Callable[[], Awaitable[_T]]) -> _T | None:
+async def _recorded(
+    lease: Lease, write: Callable[[], Awaitable[_T]], limit: float | None
+) -> _T | None:
     delay = 0.05
     for attempt in range(1, SETTLE_ATTEMPTS + 1):
         try:
-            return await write()
+            async with asyncio.timeout(limit):
+                return await write()
         except LeaseLost as exc:
             log.warning("outcome of job %s discarded: %s", lease.job_id, exc)
             return None
@@ -79,8 +88,15 @@ async def _recorded(lease: Lease, write: Callable[[], Awaitable[_T]]) -> _T | No
 
 
 async def release(queue: Queue, lease: Lease) -> None:
-    """Hand a claim back (shutdown), tolerating a lease that is already gone."""
+    """Hand a claim back (shutdown). Never raises: a lease already gone needs nothing, and one
+    that cannot be handed back is reclaimed by a reaper when it expires."""
     try:
         await queue.release(lease)
     except LeaseLost:
         log.info("job %s was no longer held at release", lease.job_id)
+    except Exception as exc:
+        log.warning(
+            "could not hand back job %s (%s); it is reclaimed when its lease expires",
+            lease.job_id,
+            exc,
+        )
