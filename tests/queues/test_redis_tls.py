@@ -66,7 +66,10 @@ async def test_a_job_is_enqueued_claimed_and_completed_over_tls(
 
 
 async def test_a_blocking_claim_is_woken_by_an_enqueue_over_tls(
-    redis_tls_server: RedisServer, redis_tls_files: RedisTLS, opened: list[RedisQueue]
+    redis_tls_server: RedisServer,
+    redis_tls_files: RedisTLS,
+    opened: list[RedisQueue],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     url = tls_url(redis_tls_server, "wake", ssl_ca_certs=redis_tls_files.ca_file)
     waiter, producer = await open_on(url, opened), await open_on(url, opened)
@@ -77,6 +80,8 @@ async def test_a_blocking_claim_is_woken_by_an_enqueue_over_tls(
     lease = await claiming
     assert lease is not None and lease.job_id == job.id
     await waiter.complete(lease)
+    # Woken by the BLPOP over TLS, not by a retry after a failed wait:
+    assert not [r for r in caplog.records if "wait interrupted" in r.getMessage()]
 
 
 async def test_the_tls_server_refuses_plain_connections(redis_tls_server: RedisServer) -> None:
@@ -200,6 +205,7 @@ def test_tls_options_are_parsed() -> None:
         ("ssl_ca_certs=", "ssl_ca_certs is empty"),
         ("ssl_cert_reqs=none&ssl_check_hostname=true", "ssl_check_hostname=true needs"),
         ("ssl_cert_reqs=none&ssl_ca_certs=/ca.pem", "ssl_ca_certs is unused"),
+        ("ssl_check_hostname=false", "ssl_check_hostname=false needs ssl_ca_certs"),
         ("ssl_ca_certs=/a.pem&ssl_ca_certs=/b.pem", "'ssl_ca_certs' is given twice"),
         ("ssl_verify=1", "unknown redis URL option 'ssl_verify'.*ssl_ca_certs"),
     ],

@@ -68,6 +68,7 @@ class RedisLink:
     def __init__(self, options: RedisOptions, display: str, clock: Callable[[], float]) -> None:
         self._display = display
         self._retry_for = options.retry_for
+        self._answer_within = options.timeout
         self._uses_tls = options.tls is not None
         tls = None if options.tls is None else options.tls.context()  # one for every connection
         self._client = _connect(options, tls, socket_timeout=options.timeout)
@@ -230,10 +231,25 @@ class RedisLink:
                 attempt += 1
 
     async def wait(self, keys: Sequence[str], timeout: float) -> None:
-        """Block until a wake-up token is pushed to one of ``keys``, or ``timeout`` seconds."""
+        """Block until a wake-up token is pushed to one of ``keys``, or ``timeout`` seconds.
+
+        The waiting connection has no socket timeout (it blocks by design), so the wait is
+        bounded here: a server that stops answering mid-wait costs ``timeout`` plus the URL's
+        ``timeout`` option, then the connection is dropped like any lost one."""
         self.check_open()
+        blocked = round(max(timeout, SHORTEST_BLOCK), 3)
         try:
-            await self._waiter.blpop(list(keys), timeout=round(max(timeout, SHORTEST_BLOCK), 3))
+            async with asyncio.timeout(blocked + self._answer_within):
+                await self._waiter.blpop(list(keys), timeout=blocked)
+        except TimeoutError:
+            if self._closed:
+                return
+            log.warning(
+                "redis queue %s: no answer to a wait within %.1f s; reconnecting",
+                self._display,
+                blocked + self._answer_within,
+            )
+            await self._waiter.connection_pool.disconnect()
         except TRANSIENT as error:
             if self._closed:
                 return

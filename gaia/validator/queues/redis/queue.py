@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -19,7 +20,7 @@ from gaia.validator.core.queue import Lease, Queue, QueueStats
 from gaia.validator.core.status import JobStatus
 from gaia.validator.queues.redis.connection import RedisLink, translate
 from gaia.validator.queues.redis.options import RedisOptions
-from gaia.validator.queues.redis.pipelining import GroupArguments, Reply
+from gaia.validator.queues.redis.pipelining import GroupArguments, Ran, Reply
 from gaia.validator.queues.redis.records import (
     decode_hash,
     enqueue_resp,
@@ -293,12 +294,7 @@ class RedisQueue(Queue):
         try:
             done = await self.complete(lease, result)  # submitted in this turn, with the claim
         except Exception:
-            with contextlib.suppress(Exception):
-                entry, now = await claiming
-                assert isinstance(entry, list)
-                claimed, _ = await self._leases(entry, now, lease.worker_id, lease_seconds)
-                for next_lease in claimed:
-                    await self.release(next_lease)
+            await self._hand_back(claiming, lease.worker_id, lease_seconds)
             raise
         try:
             entry, now = await claiming
@@ -308,6 +304,30 @@ class RedisQueue(Queue):
         assert isinstance(entry, list)
         claimed, _ = await self._leases(entry, now, lease.worker_id, lease_seconds)
         return done, claimed
+
+    async def _hand_back(
+        self, claiming: asyncio.Future[Ran], worker_id: str, lease_seconds: float
+    ) -> None:
+        """Release what a claim made beside a failed completion took (usually nothing: the
+        claim asked for the completed job to be still held). What cannot be released is
+        reclaimed when its lease expires."""
+        try:
+            entry, now = await claiming
+        except Exception:
+            return  # the claim failed too: it took nothing, or nothing we can name
+        assert isinstance(entry, list)
+        claimed, _ = await self._leases(entry, now, worker_id, lease_seconds)
+        for next_lease in claimed:
+            try:
+                await self.release(next_lease)
+            except Exception as error:
+                log.warning(
+                    "redis queue %s: could not release job %s after a failed completion (%s); "
+                    "it is reclaimed when its lease expires",
+                    self.url,
+                    next_lease.job_id,
+                    error,
+                )
 
     # -- settling --------------------------------------------------------------------------
     async def heartbeat(

@@ -118,6 +118,12 @@ def parse_tls_options(values: Mapping[str, str]) -> TLSOptions:
             f"redis URL option {CHECK_HOSTNAME}=true needs {CERT_REQS}=required (a host name "
             f"cannot be checked on a certificate that is not verified)"
         )
+    if verify and not check_hostname and CA_CERTS not in values:
+        raise ValueError(
+            f"redis URL option {CHECK_HOSTNAME}=false needs {CA_CERTS}: against the system's "
+            f"trust store it would accept any publicly trusted certificate for any host; name "
+            f"the CA that signs your server's certificate"
+        )
     if not verify and CA_CERTS in values:
         raise ValueError(
             f"redis URL option {CA_CERTS} is unused with {CERT_REQS}=none (nothing is "
