@@ -66,6 +66,7 @@ def test_job_transition_validates_and_stamps_time() -> None:
     ("changes", "message"),
     [
         ({"type": "Bad Type"}, "dotted lower-case"),
+        ({"type": "weather.era5\n"}, "dotted lower-case"),
         ({"priority": 10**9}, "priority"),
         ({"max_attempts": 0}, "max_attempts"),
         ({"timeout": 0}, "timeout"),

@@ -38,7 +38,10 @@ def test_subclasses_of_scalars_come_back_as_plain_json() -> None:
     assert type(ensure_json(True, "value")) is bool
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, {"x": math.nan}, {1, 2}, b"raw"])
+@pytest.mark.parametrize(
+    "bad",
+    [math.nan, math.inf, -math.inf, {"x": math.nan}, {1, 2}, b"raw", "a\ud800b", ["\udfff"]],
+)
 def test_non_json_values_are_refused_naming_what(bad: object) -> None:
     with pytest.raises(TypeError, match="handler result is not JSON-serialisable"):
         ensure_json(bad, "handler result")

@@ -83,7 +83,7 @@ def validate_job(job: Job) -> None:
     """Raise ValueError naming the first field of ``job`` that is out of range."""
     if not job.id:
         raise ValueError("job.id must be a non-empty string")
-    if not JOB_TYPE_PATTERN.match(job.type):
+    if not JOB_TYPE_PATTERN.fullmatch(job.type):
         raise ValueError(
             f"job.type {job.type!r} must be a dotted lower-case name such as 'weather.era5'"
         )

@@ -46,7 +46,7 @@ class Task(Generic[P]):
     priority: int = 0
 
     def __post_init__(self) -> None:
-        if not JOB_TYPE_PATTERN.match(self.name):
+        if not JOB_TYPE_PATTERN.fullmatch(self.name):
             raise ValueError(
                 f"task name {self.name!r} must be dotted lower-case, e.g. 'weather.era5'"
             )

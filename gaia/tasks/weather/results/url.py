@@ -152,7 +152,7 @@ def _parse_postgres(url: str) -> PostgresTarget:
             f"{', '.join(sorted(DRIVER_PARAMETERS))}"
         )
     schema = own.get("schema", "gaia_results")
-    if not SCHEMA_PATTERN.match(schema):
+    if not SCHEMA_PATTERN.fullmatch(schema):
         raise ResultsURLError(
             f"PostgreSQL URL option schema={schema!r} must be a lower-case identifier "
             "(letters, digits, underscores; not starting with a digit)"

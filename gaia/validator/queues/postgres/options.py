@@ -111,7 +111,7 @@ def parse_postgres_url(url: str) -> ParsedURL:
 
 
 def _schema(key: str, value: str) -> str:
-    if not SCHEMA_PATTERN.match(value):
+    if not SCHEMA_PATTERN.fullmatch(value):
         raise ValueError(
             f"queue URL option {key}={value!r} must be a lower-case SQL name "
             "(letters, digits, underscores; at most 50 characters; not starting with a digit)"

@@ -60,7 +60,7 @@ class QueueKeys:
     name: str
 
     def __post_init__(self) -> None:
-        if not QUEUE_NAME_PATTERN.match(self.name):
+        if not QUEUE_NAME_PATTERN.fullmatch(self.name):
             raise ValueError(
                 f"redis queue name {self.name!r} must be 1-100 characters of letters, digits, "
                 f"'_', '.' or '-'"
