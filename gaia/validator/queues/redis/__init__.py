@@ -25,7 +25,10 @@ carry only what the client does not know, and jobs are decoded in one pass.
 On connection loss every call reconnects with backoff (up to ``retry_for`` seconds) and is sent
 again, marked as a re-send, so a step whose reply was lost is not applied twice. One case costs
 time, not work: a claim whose reply is lost leaves its job running under a lease nobody holds,
-until the reaper reclaims it (counted as an attempt).
+until the reaper reclaims it (counted as an attempt: a job allowed one attempt is then
+dead-lettered as "lease expired", and can be requeued). Making claims idempotent across a lost
+reply would cost a write per claim on the hot path, for a case that needs the connection to
+break in the instant between the claim and its reply.
 
 Durability is the server's AOF setting (each function call's writes enter the AOF as one
 MULTI/EXEC, so a restart never replays half a step):
