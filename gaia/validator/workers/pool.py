@@ -15,8 +15,8 @@ import logging
 import signal
 import time
 import uuid
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 from gaia.validator.core.errors import QueueClosed, UnknownTask
@@ -29,6 +29,7 @@ from gaia.validator.workers.execute import Executor, ProcessRunner
 from gaia.validator.workers.heartbeats import Heartbeats
 from gaia.validator.workers.middleware import Middleware, compose, default_middleware
 from gaia.validator.workers.settle import complete_and_claim, release, settle
+from gaia.validator.workers.type_limits import TypeLimits
 
 log = logging.getLogger("gaia.worker")
 
@@ -41,6 +42,8 @@ class PoolConfig:
     idle_wait: float = 1.0
     """Longest single blocking claim; bounds how long ``stop()`` waits for an idle claimer."""
     reap_interval: float = 10.0
+    type_limits: Mapping[str, int] = field(default_factory=dict)
+    """Most jobs of a type running at once in this pool (types not named: bounded by slots)."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -73,6 +76,7 @@ class WorkerPool:
             if subscribe == "all"
             else sorted(registry.names() if subscribe is None else subscribe)
         )
+        self._limits = TypeLimits(self.config.type_limits, self._types)
         self._free = self.config.concurrency
         """Job slots not running or reserved by a claim in flight."""
         self._slot_freed = asyncio.Event()
@@ -183,17 +187,19 @@ class WorkerPool:
         """Claim as many jobs as there are free slots, in one call, then start each."""
         backoff = 0.1
         while not self._stopping.is_set():
-            while self._free == 0:
+            types = self._limits.claimable(self._types)
+            while self._free == 0 or (self._limits and not types):
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
-            count = self._free
+                types = self._limits.claimable(self._types)
+            count = self._limits.allowance(types, self._free)
             self._free -= count
             self._claiming = True
             try:
                 leases = await self._queue.claim_many(
                     self.worker_id,
                     count,
-                    types=self._types,
+                    types=types,
                     lease_seconds=self.config.lease_seconds,
                     wait=self.config.idle_wait,
                 )
@@ -215,6 +221,7 @@ class WorkerPool:
                     await release(self._queue, lease)
                     self._free += 1
                 else:
+                    self._limits.began(lease.job.type)
                     runner = asyncio.create_task(self._run(lease), name=f"job-{lease.job_id}")
                     self._running[lease.job_id] = runner
 
@@ -250,9 +257,11 @@ class WorkerPool:
             while current is not None:
                 following = await self._run_attempt(current)
                 self._forget(current.job_id, runner)
+                self._ended(current)
                 current = following
                 if current is None:
                     break
+                self._limits.began(current.job.type)
                 self._running[current.job_id] = runner  # a stop waits for this slot from now on
                 if self._stopping.is_set():
                     self._recording.add(runner)  # handing the claim back is a write too
@@ -270,8 +279,13 @@ class WorkerPool:
         finally:
             if current is not None:
                 self._forget(current.job_id, runner)
+                self._ended(current)
             self._free += 1
             self._slot_freed.set()
+
+    def _ended(self, lease: Lease) -> None:
+        if self._limits.ended(lease.job.type):
+            self._slot_freed.set()  # a type at its limit may be claimable again
 
     def _forget(self, job_id: str, runner: asyncio.Task[None]) -> None:
         """This slot no longer runs ``job_id`` (another slot may run it by now: keep that)."""
@@ -322,13 +336,15 @@ class WorkerPool:
         self._recording.add(runner)
         try:
             next_lease: Lease | None = None
+            types = self._limits.claimable(self._types, finishing=lease.job.type)
             if (
                 isinstance(outcome, Success)
                 and self._queue.fuses_complete_and_claim
                 and not self._stopping.is_set()
+                and (types is None or types)
             ):
                 recorded = await complete_and_claim(
-                    self._queue, lease, outcome.value, self._types, self.config.lease_seconds
+                    self._queue, lease, outcome.value, types, self.config.lease_seconds
                 )
                 job = None if recorded is None else recorded[0]
                 if recorded is not None and recorded[1]:
