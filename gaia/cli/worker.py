@@ -1,18 +1,24 @@
 """``gaia worker --queue URL --tasks MODULE``: serve a queue until SIGTERM, then drain and exit 0.
 
-MODULE is an importable module with a ``registry`` attribute (a TaskRegistry). Several worker
-processes, on one machine or many, may serve the same durable queue.
+MODULE is an importable module with a ``registry`` attribute (a TaskRegistry) and, optionally, a
+``schedules`` attribute (a sequence of Schedule): then a Scheduler runs beside the pool and stops
+first on SIGTERM. Several worker processes, on one machine or many, may serve the same durable
+queue (their schedulers too: each slot is enqueued once).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import logging
+import signal
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from gaia.validator.core.task import TaskRegistry
 from gaia.validator.queues import open_queue
+from gaia.validator.scheduling import Schedule, Scheduler
 from gaia.validator.workers import PoolConfig, WorkerPool
 from gaia.validator.workers.middleware import default_middleware
 
@@ -24,7 +30,11 @@ log = logging.getLogger("gaia.worker")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue", required=True, help="queue URL, e.g. sqlite:///data/queue.db")
-    parser.add_argument("--tasks", required=True, help="module with a `registry` TaskRegistry")
+    parser.add_argument(
+        "--tasks",
+        required=True,
+        help="module with a `registry` TaskRegistry (and optionally `schedules`, run beside it)",
+    )
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--lease", type=float, default=30.0, help="lease seconds (default 30)")
     parser.add_argument("--drain", type=float, default=30.0, help="drain deadline seconds")
@@ -51,8 +61,46 @@ def load_registry(module_name: str) -> TaskRegistry:
     return registry
 
 
+def load_schedules(module_name: str, registry: TaskRegistry) -> tuple[Schedule, ...]:
+    """The module's ``schedules`` (none if it has no such attribute), each of a task in
+    ``registry``."""
+    schedules = getattr(importlib.import_module(module_name), "schedules", None)
+    if schedules is None:
+        return ()
+    if not isinstance(schedules, Sequence) or not all(isinstance(s, Schedule) for s in schedules):
+        raise SystemExit(f"--tasks {module_name}: `schedules` must be a sequence of Schedule")
+    unknown = sorted({s.task.name for s in schedules if s.task.name not in registry})
+    if unknown:
+        raise SystemExit(
+            f"--tasks {module_name}: schedules name tasks not in `registry`: {', '.join(unknown)}"
+        )
+    return tuple(schedules)
+
+
+async def serve_with_scheduler(pool: WorkerPool, scheduler: Scheduler) -> None:
+    """``pool.run()`` with ``scheduler`` beside it: SIGTERM/SIGINT stop the scheduler (an
+    enqueue in flight finishes), then drain the pool."""
+    signalled = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        log.info("received %s: stopping the scheduler, draining", signal.Signals(signum).name)
+        signalled.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await pool.start()
+    try:
+        await scheduler.start()
+        await signalled.wait()
+    finally:
+        await scheduler.stop()
+        await pool.stop()
+
+
 async def run(args: argparse.Namespace) -> int:
     registry = load_registry(args.tasks)
+    schedules = load_schedules(args.tasks, registry)
     config = PoolConfig(
         concurrency=args.concurrency,
         lease_seconds=args.lease,
@@ -85,7 +133,10 @@ async def run(args: argparse.Namespace) -> int:
         extra={"worker_id": pool.worker_id},
     )
     try:
-        await pool.run()
+        if schedules:
+            await serve_with_scheduler(pool, Scheduler(queue, schedules))
+        else:
+            await pool.run()
     finally:
         if sampler is not None:
             await sampler.stop()
