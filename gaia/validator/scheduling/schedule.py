@@ -29,19 +29,29 @@ _MICROSECOND = timedelta(microseconds=1)
 
 
 class CatchUp(StrEnum):
-    """What happens to slots whose time passed while no scheduler could enqueue them.
+    """What happens to slots whose time passed while they could not be enqueued.
 
-    A slot is missed when no scheduler ran at its time (downtime) or when the schedule's previous
-    run was still active then (an overrun): both are handled by the same policy.
+    A slot is missed when no scheduler ran at its time (downtime), or when the schedule's
+    previous run was still active then (an overrun: the dedupe key holds one run at a time).
+    A scheduler keeps nothing across restarts: on start it derives the slots owed from the clock,
+    and skips those whose job the queue holds already (in any status).
     """
 
     LATEST = "latest"
-    """Run only the most recent missed slot; on start, the current slot if its time has passed."""
+    """On start, the last slot whose time is <= now (the current slot; none before ``start``).
+    While running, each slot as it comes due; a slot blocked by an overrun is tried again every
+    ``recheck`` seconds and runs late once the previous run ends, unless the next slot comes due
+    first: then it is dropped for that one. So after any gap, only the most recent slot runs."""
     ALL = "all"
-    """Run every missed slot, oldest first, one at a time, keeping at most ``max_catch_up``."""
+    """On start, the last ``max_catch_up`` slots whose time is <= now (default 24, also on the
+    first start of a new schedule: set ``start`` to skip history), oldest first, one run at a time
+    (each waits for the one before to finish). Overruns queue up the same way; beyond
+    ``max_catch_up`` waiting slots the oldest are dropped. A finished slot is recognised only
+    while the queue retains it (result retention, 1 day by default): keep ``max_catch_up *
+    every`` within it, or a slot that ran may run again."""
     NONE = "none"
-    """Run no slot whose time came before the scheduler started; while running, an overrun slot
-    is dropped when the next slot comes, as with ``latest``."""
+    """On start, nothing: the first slot is the first whose time is after the start. While
+    running, as ``latest`` (an overrun slot is dropped when the next one comes due)."""
 
 
 class ScheduledTask(Protocol):
