@@ -9,21 +9,17 @@ test.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from manual_clock import ManualClock
+from slot_jobs import T0, Opener
 
 from gaia.validator.core import Queue
 from gaia.validator.queues import open_queue
 
 BACKENDS = ["memory", "sqlite", "postgres", "redis"]
-T0 = datetime(2024, 5, 6, 10, 30, tzinfo=UTC).timestamp()
-"""10:30 UTC: half-way through an hourly slot."""
-
-Opener = Callable[[], Awaitable[Queue]]
 
 
 @pytest.fixture

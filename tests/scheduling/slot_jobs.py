@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -9,6 +10,11 @@ from gaia.validator.core import Job, JobStatus, Lease, Queue, Task, TaskContext
 from gaia.validator.scheduling import Schedule
 
 HOUR = 3600.0
+T0 = datetime(2024, 5, 6, 10, 30, tzinfo=UTC).timestamp()
+"""Where the ``clock`` fixture starts: 10:30 UTC, half-way through an hourly slot."""
+
+Opener = Callable[[], Awaitable[Queue]]
+"""Opens the test's queue (again): each call a connection of its own (memory: the same)."""
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from conftest import Opener
 from manual_clock import ManualClock
-from slot_jobs import HOUR, all_jobs, claim, finish, hourly, slot_at, slot_ids
+from slot_jobs import HOUR, Opener, all_jobs, claim, finish, hourly, slot_at, slot_ids
 
 from gaia.validator.core import JobStatus, Queue
 from gaia.validator.scheduling import Scheduler

@@ -7,9 +7,8 @@ import asyncio
 from collections import Counter
 
 import pytest
-from conftest import Opener
 from manual_clock import ManualClock
-from slot_jobs import TICK, all_jobs, claim, hourly, slot_at
+from slot_jobs import TICK, Opener, all_jobs, claim, hourly, slot_at
 
 from gaia.validator.core import Job, JobStatus, Queue
 from gaia.validator.scheduling import Placement, Schedule, Scheduler, place_slot
