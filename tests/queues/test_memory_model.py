@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import pytest
 from clock import FakeClock
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -235,3 +236,15 @@ class MemoryQueueMachine(RuleBasedStateMachine):
 
 TestMemoryQueueModel = MemoryQueueMachine.TestCase
 TestMemoryQueueModel.settings = settings(max_examples=200, stateful_step_count=50, deadline=None)
+
+
+async def test_a_refused_duplicate_id_leaves_its_dedupe_key_free() -> None:
+    queue = MemoryQueue()
+    first = await queue.enqueue(new_job("test.noop", {}, dedupe_key="k"))
+    await queue.complete(await queue.claim("w"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="already exists"):
+        await queue.enqueue(first)  # the same id again: refused
+    second = await queue.enqueue(new_job("test.noop", {}, dedupe_key="k"))
+    assert second.id != first.id, "the key is free for a new job"
+    stored = await queue.get(second.id)
+    assert stored is not None and stored.status is JobStatus.QUEUED

@@ -51,14 +51,17 @@ class MemoryQueue(Queue):
 
     # -- writing ---------------------------------------------------------------------------
     async def enqueue(self, job: Job) -> Job:
-        self._check_open()
-        stored = self._insert(job)
-        self._wakeup.notify()
-        return stored
+        return (await self.enqueue_many([job]))[0]
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[Job]:
         self._check_open()
         lifecycle.check_enqueueable(jobs)
+        ids = [job.id for job in jobs]
+        for job_id in ids:  # all or nothing: refuse the batch before storing any of it
+            if job_id in self._jobs:
+                raise ValueError(f"a job with id {job_id} already exists")
+        if len(set(ids)) < len(ids):
+            raise ValueError("a job id appears twice in one batch")
         stored = [self._insert(job) for job in jobs]
         self._wakeup.notify()
         return stored
@@ -69,8 +72,6 @@ class MemoryQueue(Queue):
             if active_id is not None:
                 return self._jobs[active_id]
             self._dedupe[job.dedupe_key] = job.id
-        if job.id in self._jobs:
-            raise ValueError(f"a job with id {job.id} already exists")
         self._seq[job.id] = next(self._counter)
         self._store(job)
         return job
