@@ -20,7 +20,9 @@ from gaia.validator.core.task import TaskRegistry
 from gaia.validator.queues import open_queue
 from gaia.validator.scheduling import Schedule, Scheduler
 from gaia.validator.workers import PoolConfig, WorkerPool
+from gaia.validator.workers.loop_lag import LoopLagMonitor
 from gaia.validator.workers.middleware import default_middleware
+from gaia.validator.workers.type_limits import TypeLimits
 
 if TYPE_CHECKING:
     from gaia.validator.workers.middleware.metrics import QueueDepthSampler
@@ -48,6 +50,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="claim every job type; dead-letter types with no registered task",
     )
+    parser.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="TYPE=N",
+        help="run at most N jobs of TYPE at once (repeatable)",
+    )
+
+
+def parse_limits(texts: Sequence[str]) -> dict[str, int]:
+    """``TYPE=N`` options as a mapping; a malformed one ends the command naming it."""
+    limits: dict[str, int] = {}
+    for text in texts:
+        job_type, sep, number = text.partition("=")
+        if not sep or not job_type or not number.strip().isdigit():
+            raise SystemExit(f"--limit {text!r}: expected TYPE=N with N a whole number >= 1")
+        if job_type in limits:
+            raise SystemExit(f"--limit: {job_type} is limited twice")
+        limits[job_type] = int(number)
+    return limits
 
 
 def load_registry(module_name: str) -> TaskRegistry:
@@ -106,18 +128,25 @@ async def run(args: argparse.Namespace) -> int:
         lease_seconds=args.lease,
         drain_seconds=args.drain,
         reap_interval=min(10.0, max(0.5, args.lease / 2)),
+        type_limits=parse_limits(args.limit),
     )
+    try:  # refuse a limit the pool could not keep before anything is opened
+        TypeLimits(config.type_limits, None if args.all_types else registry.names())
+    except ValueError as exc:
+        raise SystemExit(f"--limit: {exc}") from None
     queue = await open_queue(args.queue)
     middleware = default_middleware()
     sampler: QueueDepthSampler | None = None
+    lag = LoopLagMonitor()
     if args.metrics_port is not None:
-        from prometheus_client import start_http_server
+        from prometheus_client import REGISTRY, start_http_server
 
         from gaia.validator.workers.middleware.metrics import Metrics, QueueDepthSampler
 
         middleware.append(Metrics())
         sampler = QueueDepthSampler(queue)
         await sampler.start()
+        lag = LoopLagMonitor(registry=REGISTRY)
         start_http_server(args.metrics_port, addr="127.0.0.1")
     pool = WorkerPool(
         queue,
@@ -126,6 +155,7 @@ async def run(args: argparse.Namespace) -> int:
         middleware=middleware,
         subscribe="all" if args.all_types else None,
     )
+    await lag.start()
     log.info(
         "serving %s with tasks %s",
         args.queue,
@@ -138,6 +168,7 @@ async def run(args: argparse.Namespace) -> int:
         else:
             await pool.run()
     finally:
+        await lag.stop()
         if sampler is not None:
             await sampler.stop()
         await queue.close()

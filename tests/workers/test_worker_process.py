@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -101,3 +102,55 @@ def test_worker_refuses_a_module_without_registry() -> None:
     )
     assert result.returncode != 0
     assert "--tasks json: the module has no `registry` TaskRegistry" in result.stderr
+
+
+async def test_limit_caps_a_type_below_the_slots(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    queue = await open_queue(url)
+    await queue.enqueue_many([SLEEP.job(Sleep(0.5)) for _ in range(8)])
+    worker = start_worker(url, "--concurrency", "5", "--limit", "example.sleep=2")
+    seen: set[int] = set()
+    try:
+        await wait_for_running(queue, 2)
+        while (stats := await queue.stats()).total(JobStatus.SUCCEEDED) < 8:
+            seen.add(stats.total(JobStatus.RUNNING))
+            await asyncio.sleep(0.02)
+        worker.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(worker.wait, 30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        await queue.close()
+    assert code == 0
+    assert max(seen) == 2, f"running counts seen: {sorted(seen)}"
+
+
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        ("example.sleep", "expected TYPE=N"),
+        ("example.sleep=x", "expected TYPE=N"),
+        ("example.sleep=0", "must be an integer >= 1"),
+        ("example.other=2", "does not claim: \\['example.other'\\]"),
+    ],
+)
+def test_a_bad_limit_is_refused_naming_it(limit: str, message: str) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gaia.cli.main",
+            "worker",
+            "--queue",
+            "memory://",
+            "--tasks",
+            "gaia.examples.sleepy",
+            "--limit",
+            limit,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert re.search(message, result.stderr), result.stderr
