@@ -4,7 +4,6 @@ nothing is left running or lost."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import subprocess
@@ -83,25 +82,21 @@ async def test_sigterm_drains_then_exits_leaving_nothing_running(
     await queue.close()
 
 
-def test_worker_refuses_a_module_without_registry() -> None:
+def refused(*arguments: str) -> str:
+    """Run ``gaia worker --queue memory:// ARGUMENTS``, which must fail; its stderr."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gaia.cli.main",
-            "worker",
-            "--queue",
-            "memory://",
-            "--tasks",
-            "json",
-        ],
+        [sys.executable, "-m", "gaia.cli.main", "worker", "--queue", "memory://", *arguments],
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ},
     )
     assert result.returncode != 0
-    assert "--tasks json: the module has no `registry` TaskRegistry" in result.stderr
+    return result.stderr
+
+
+def test_worker_refuses_a_module_without_registry() -> None:
+    stderr = refused("--tasks", "json")
+    assert "--tasks json: the module has no `registry` TaskRegistry" in stderr
 
 
 async def test_limit_caps_a_type_below_the_slots(tmp_path: Path) -> None:
@@ -135,22 +130,5 @@ async def test_limit_caps_a_type_below_the_slots(tmp_path: Path) -> None:
     ],
 )
 def test_a_bad_limit_is_refused_naming_it(limit: str, message: str) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gaia.cli.main",
-            "worker",
-            "--queue",
-            "memory://",
-            "--tasks",
-            "gaia.examples.sleepy",
-            "--limit",
-            limit,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0
-    assert re.search(message, result.stderr), result.stderr
+    stderr = refused("--tasks", "gaia.examples.sleepy", "--limit", limit)
+    assert re.search(message, stderr), stderr
