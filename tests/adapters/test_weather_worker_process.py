@@ -15,11 +15,13 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers.ports import free_port
 
 from gaia.tasks.weather.data.stores import RunLayout
 from gaia.tasks.weather.results import open_results
@@ -48,6 +50,11 @@ class WorkerProcess:
         """Job ids of the attempts this worker's log says succeeded."""
         lines = [json.loads(line) for line in self.log.read_text().splitlines() if line]
         return [entry["job_id"] for entry in lines if entry.get("outcome") == "succeeded"]
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as reply:
+        return str(reply.read().decode())
 
 
 def gaia(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -226,7 +233,10 @@ async def test_a_job_whose_run_directory_is_missing_dies_naming_the_path(
     data = tmp_path / "data"
     queue_url = f"sqlite:///{data / 'queue.db'}"
     missing = tmp_path / "not-shared" / "run"
-    worker = await start_worker(workers, data, "worker", "--process-workers", "1")
+    port = free_port()
+    worker = await start_worker(
+        workers, data, "worker", "--process-workers", "1", "--metrics-port", str(port)
+    )
     queue = await open_queue(queue_url)
     try:
         job = weather_job(
@@ -238,9 +248,16 @@ async def test_a_job_whose_run_directory_is_missing_dies_naming_the_path(
         job = await queue.enqueue(dataclasses.replace(job, max_attempts=2))
         await asyncio.wait_for(wait_for_run(queue, [job], poll=0.1), BOUND)
         stored = await queue.get(job.id)
+        metrics = await asyncio.to_thread(scrape, port)
     finally:
         await queue.close()
     await stop_worker(worker)
+
+    # The worker's metrics: its attempts, the queue, its process pool and its event loop.
+    assert 'gaia_jobs_attempts_total{outcome="dead",type="weather.day1"} 1.0' in metrics
+    assert "gaia_process_pool_workers 1.0" in metrics
+    assert "gaia_process_pool_budget_bytes" in metrics
+    assert "gaia_event_loop_lag_seconds" in metrics and "gaia_queue_jobs" in metrics
 
     assert stored is not None and stored.status is JobStatus.DEAD
     assert stored.attempts == 2, "retried under its bounded policy, then dead"

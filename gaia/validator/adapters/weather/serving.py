@@ -33,6 +33,7 @@ from gaia.validator.migration import RolloutFlag, ShadowLog, ShadowRunner, Toler
 from gaia.validator.process import PoolSettings, ProcessPool
 from gaia.validator.queues import open_queue
 from gaia.validator.workers import PoolConfig, WorkerPool
+from gaia.validator.workers.loop_lag import LoopLagMonitor
 from gaia.validator.workers.middleware import Middleware, default_middleware
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class WeatherWorker:
     queue: Queue
     results: ResultsStore
     pool: WorkerPool
+    process_pool: ProcessPool
 
 
 @asynccontextmanager
@@ -122,7 +124,7 @@ async def open_weather_worker(
             config,
             middleware=[*default_middleware(), RunDirectoryCheck(), *extra_middleware],
         )
-        yield WeatherWorker(queue, results, pool)
+        yield WeatherWorker(queue, results, pool, process_pool)
 
 
 async def serve(
@@ -143,15 +145,20 @@ async def serve(
         middleware.append(Metrics())
     async with open_weather_worker(settings, middleware) as worker:
         sampler: QueueDepthSampler | None = None
+        lag = LoopLagMonitor()
         try:
             if metrics_port is not None:
-                from prometheus_client import start_http_server
+                from prometheus_client import REGISTRY, start_http_server
 
+                from gaia.validator.process.metrics import register_process_pool_metrics
                 from gaia.validator.workers.middleware.metrics import QueueDepthSampler
 
                 sampler = QueueDepthSampler(worker.queue)
                 await sampler.start()
+                register_process_pool_metrics(worker.process_pool, REGISTRY)
+                lag = LoopLagMonitor(registry=REGISTRY)
                 start_http_server(metrics_port, addr="127.0.0.1")
+            await lag.start()
             if ready is not None:
                 ready(worker)
             log.info(
@@ -162,5 +169,6 @@ async def serve(
             await worker.pool.run()
         finally:
             await worker.pool.stop()  # returns at once after run(); drains after an error
+            await lag.stop()
             if sampler is not None:
                 await sampler.stop()
