@@ -172,3 +172,19 @@ async def test_a_lease_lost_after_the_handler_finished_does_not_cancel_the_slot(
     await queue.cancel(job.id)  # the lease is lost meanwhile
     await beats.beat(held)  # a heartbeat already under way learns of it
     assert held.lost and not victim.cancelled and not held.cancel_event.is_set()
+
+
+async def test_a_write_unanswered_for_a_lease_is_given_up_and_frees_its_slot() -> None:
+    task = Task("test.quick", quick, dict)
+    queue = NeverAnswers()
+    first, second = await queue.enqueue_many([task.job({}), task.job({})])
+    config = PoolConfig(concurrency=1, lease_seconds=0.3, reap_interval=0.05, idle_wait=0.05)
+    pool = WorkerPool(queue, TaskRegistry([task]), config)  # type: ignore[list-item]
+    await pool.start()
+    try:
+        # The only slot's write hangs; once given up, the slot takes the other job.
+        while (await queue.get(second.id)).attempts == 0:  # type: ignore[union-attr]
+            await asyncio.sleep(0.01)
+    finally:
+        assert await ended(asyncio.ensure_future(pool.stop(drain_seconds=0.05)))
+    assert (await queue.get(first.id)).attempts >= 1  # type: ignore[union-attr]

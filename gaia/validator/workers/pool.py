@@ -15,7 +15,7 @@ import logging
 import signal
 import time
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -87,8 +87,9 @@ class WorkerPool:
         """True while a claim call is in flight: it must finish, or a claimed job would strand."""
         self._reaper: asyncio.Task[None] | None = None
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._recording: set[asyncio.Task[None]] = set()
-        """Slots writing an outcome to the queue; a stop waits for them instead of cancelling."""
+        self._recording: dict[asyncio.Task[None], float] = {}
+        """Slots writing to the queue (an outcome, a hand-back), with the monotonic time after
+        which the write is given up; a stop waits for them instead of cancelling them."""
         self._heartbeats = Heartbeats(queue, self.config.lease_seconds)
         self._background: set[asyncio.Future[None]] = set()
         """Releases of claims no slot will run (kept referenced until they finish)."""
@@ -143,15 +144,23 @@ class WorkerPool:
                 list(self._running.values()), timeout=max(0.0, deadline - time.monotonic())
             )
         # A slot writing its outcome is not cancelled: the outcome would be lost (it was about
-        # to be recorded, and the job would run again). Each write attempt is bounded by the
-        # lease length (settle.py), so this wait ends.
+        # to be recorded, and the job would run again). A write is given up after a lease.
         leftover = [runner for runner in self._running.values() if runner not in self._recording]
         for runner in leftover:
             runner.cancel()
         if leftover:
             log.warning("drain deadline reached: cancelled %d running jobs", len(leftover))
-        if self._running:
-            await asyncio.gather(*self._running.values(), return_exceptions=True)
+        give_up = time.monotonic() + self.config.lease_seconds
+        while self._running and time.monotonic() < give_up:
+            self._give_up_overdue_writes()
+            next_check = min([give_up, *self._recording.values()])
+            await asyncio.wait(
+                list(self._running.values()),
+                timeout=max(0.01, next_check - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        if self._running:  # a handler that ignores cancellation: do not wait for it forever
+            log.error("%d slots did not end a lease after the drain deadline", len(self._running))
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
@@ -227,8 +236,9 @@ class WorkerPool:
 
     async def _reap_loop(self) -> None:
         """Reap at start (a restarted worker first recovers what its predecessor held), then
-        every ``reap_interval``."""
+        every ``reap_interval``; each round also gives up writes unanswered for a lease."""
         while not self._stopping.is_set():
+            self._give_up_overdue_writes()
             try:
                 reclaimed = await self._queue.reap()
             except QueueClosed:
@@ -264,11 +274,8 @@ class WorkerPool:
                 self._limits.began(current.job.type)
                 self._running[current.job_id] = runner  # a stop waits for this slot from now on
                 if self._stopping.is_set():
-                    self._recording.add(runner)  # handing the claim back is a write too
-                    try:
+                    with self._writing(runner):  # handing the claim back is a write too
                         await release(self._queue, current)
-                    finally:
-                        self._recording.discard(runner)
                     break
         except Exception:
             log.exception(
@@ -286,6 +293,29 @@ class WorkerPool:
     def _ended(self, lease: Lease) -> None:
         if self._limits.ended(lease.job.type):
             self._slot_freed.set()  # a type at its limit may be claimable again
+
+    @contextlib.contextmanager
+    def _writing(self, runner: asyncio.Task[None]) -> Iterator[None]:
+        """Mark ``runner`` as writing to the queue: a stop waits for it, up to a lease."""
+        self._recording[runner] = time.monotonic() + self.config.lease_seconds
+        try:
+            yield
+        finally:
+            self._recording.pop(runner, None)
+
+    def _give_up_overdue_writes(self) -> None:
+        """Cancel the slots whose write has gone unanswered for a whole lease: the job is
+        reclaimed by then, so the write is moot, and the slot is needed."""
+        now = time.monotonic()
+        for runner, give_up in list(self._recording.items()):
+            if give_up <= now:
+                del self._recording[runner]
+                log.error(
+                    "a write to the queue went unanswered for %.0f s; giving it up (the job is "
+                    "reclaimed when its lease expires)",
+                    self.config.lease_seconds,
+                )
+                runner.cancel()
 
     def _forget(self, job_id: str, runner: asyncio.Task[None]) -> None:
         """This slot no longer runs ``job_id`` (another slot may run it by now: keep that)."""
@@ -324,7 +354,8 @@ class WorkerPool:
         if held.lost:
             return None
         if outcome is None:
-            await asyncio.shield(release(self._queue, held.lease))
+            with self._writing(runner):
+                await release(self._queue, held.lease)
             return None
         return await self._finish(held.lease, outcome, started)
 
@@ -333,7 +364,8 @@ class WorkerPool:
         success also claims this slot's next job (never while stopping), which is returned."""
         runner = asyncio.current_task()
         assert runner is not None
-        self._recording.add(runner)
+        # As self._writing(runner), inlined: this is the path of every job.
+        self._recording[runner] = time.monotonic() + self.config.lease_seconds
         try:
             next_lease: Lease | None = None
             types = self._limits.claimable(self._types, finishing=lease.job.type)
@@ -351,9 +383,9 @@ class WorkerPool:
                     next_lease = recorded[1][0]
                     self._release_later(recorded[1][1:])  # asked for one: more would be a bug
             else:
-                job = await settle(self._queue, lease, outcome, self.config.lease_seconds)
+                job = await settle(self._queue, lease, outcome)
         finally:
-            self._recording.discard(runner)
+            self._recording.pop(runner, None)
         if job is not None:
             attempts = lease.job.attempts
             self._notify(TaskResult(job.id, job.type, attempts, outcome, started, time.time()))

@@ -33,17 +33,14 @@ async def apply_outcome(queue: Queue, lease: Lease, outcome: Outcome) -> Job:
     raise TypeError(f"not an outcome: {outcome!r}")
 
 
-async def settle(
-    queue: Queue, lease: Lease, outcome: Outcome, limit: float | None = None
-) -> Job | None:
+async def settle(queue: Queue, lease: Lease, outcome: Outcome) -> Job | None:
     """Record ``outcome``; retries transient queue errors until the lease would have run out.
-    ``limit``: the longest one attempt may take (the pool gives its lease length: a write
-    still unanswered after a whole lease is moot, since the job is reclaimed by then).
 
     Returns None when the lease was lost (cancelled or reclaimed), or could not be written:
     that attempt's outcome is discarded, and whoever holds the job next decides its fate.
+    (A write that never answers is the pool's to give up: see ``WorkerPool._writing``.)
     """
-    return await _recorded(lease, lambda: apply_outcome(queue, lease, outcome), limit)
+    return await _recorded(lease, lambda: apply_outcome(queue, lease, outcome))
 
 
 async def complete_and_claim(
@@ -53,25 +50,20 @@ async def complete_and_claim(
     types: Collection[str] | None,
     lease_seconds: float,
 ) -> tuple[Job, list[Lease]] | None:
-    """Record a success and claim the slot's next job in one call, retried like ``settle``
-    (each attempt bounded by ``lease_seconds``)."""
+    """Record a success and claim the slot's next job in one call, retried like ``settle``."""
     return await _recorded(
         lease,
         lambda: queue.complete_and_claim(
             lease, value, count=1, types=types, lease_seconds=lease_seconds
         ),
-        lease_seconds,
     )
 
 
-async def _recorded(
-    lease: Lease, write: Callable[[], Awaitable[_T]], limit: float | None
-) -> _T | None:
+async def _recorded(lease: Lease, write: Callable[[], Awaitable[_T]]) -> _T | None:
     delay = 0.05
     for attempt in range(1, SETTLE_ATTEMPTS + 1):
         try:
-            async with asyncio.timeout(limit):
-                return await write()
+            return await write()
         except LeaseLost as exc:
             log.warning("outcome of job %s discarded: %s", lease.job_id, exc)
             return None
