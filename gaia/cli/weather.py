@@ -46,13 +46,27 @@ so a worker beside a `gaia weather score` on one machine serves the same queue."
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=DATA_DIR, help="data directory")
+    # --data is also accepted after the action (`gaia weather compare --data DIR`); SUPPRESS
+    # keeps an action that was not given it from resetting the value given before the action.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--data", type=Path, default=argparse.SUPPRESS, help="data directory")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    run = actions.add_parser("run", help="synthesise a run on first use, score it, report")
+
+    def action(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        return actions.add_parser(
+            name,
+            parents=[after],
+            help=help,
+            description=description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    run = action("run", help="synthesise a run on first use, score it, report")
     _scoring_options(run)
     run.add_argument("--seed", type=int, default=7)
     run.add_argument("--miners", type=int, default=16)
     run.add_argument("--resolution", type=float, default=1.5)
-    score = actions.add_parser("score", help="score a run directory")
+    score = action("score", help="score a run directory")
     score.add_argument("--run", type=Path, required=True, dest="run_dir")
     score.add_argument(
         "--enqueue-only",
@@ -61,11 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "processes score them (a repeat while they are queued or running adds nothing)",
     )
     _scoring_options(score)
-    worker = actions.add_parser(
+    worker = action(
         "worker",
         help="serve weather jobs of any run until SIGTERM (drain, then exit 0)",
         description=WORKER_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _scoring_options(worker)
     worker.add_argument("--lease", type=float, default=30.0, help="lease seconds (default 30)")
@@ -75,12 +88,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="serve Prometheus metrics on 127.0.0.1:PORT (needs the metrics extra)",
     )
-    synth = actions.add_parser("synth", help="write a synthetic run")
+    synth = action("synth", help="write a synthetic run")
     synth.add_argument("--out", type=Path, required=True)
     synth.add_argument("--seed", type=int, default=7)
     synth.add_argument("--miners", type=int, default=16)
     synth.add_argument("--resolution", type=float, default=1.5)
-    actions.add_parser("compare", help="report the shadow comparison of the two scorers")
+    action("compare", help="report the shadow comparison of the two scorers")
 
 
 def _scoring_options(parser: argparse.ArgumentParser) -> None:
