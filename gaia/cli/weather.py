@@ -164,6 +164,11 @@ def _settings(args: argparse.Namespace, **extra: float) -> WorkerSettings:
 
 
 async def score_action(args: argparse.Namespace) -> int:
+    if not (args.run_dir / "run.json").is_file():
+        raise SystemExit(
+            f"--run {args.run_dir}: not a scoring run (no run.json there); "
+            f"`gaia weather synth --out DIR` writes one"
+        )
     if args.enqueue_only:
         return await enqueue_action(args)
     return await score_and_report(args)

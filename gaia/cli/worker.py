@@ -99,25 +99,32 @@ def load_schedules(module_name: str, registry: TaskRegistry) -> tuple[Schedule, 
     return tuple(schedules)
 
 
-async def serve_with_scheduler(pool: WorkerPool, scheduler: Scheduler) -> None:
-    """``pool.run()`` with ``scheduler`` beside it: SIGTERM/SIGINT stop the scheduler (an
-    enqueue in flight finishes), then drain the pool."""
+async def serve(pool: WorkerPool, scheduler: Scheduler | None) -> None:
+    """Run ``pool`` (and ``scheduler`` beside it) until SIGTERM/SIGINT, then stop claiming, stop
+    the scheduler (an enqueue in flight finishes) while the pool drains, and return. The signal
+    handlers are removed on the way out, so a second Ctrl-C interrupts a slow close."""
     signalled = asyncio.Event()
 
     def on_signal(signum: int) -> None:
-        log.info("received %s: stopping the scheduler, draining", signal.Signals(signum).name)
+        doing = "draining" if scheduler is None else "stopping the scheduler, draining"
+        log.info("received %s: %s", signal.Signals(signum).name, doing)
         signalled.set()
 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    await pool.start()
     try:
-        await scheduler.start()
-        await signalled.wait()
+        try:
+            await pool.start()
+            if scheduler is not None:
+                await scheduler.start()
+            await signalled.wait()
+        finally:
+            stopping = [pool.stop()] if scheduler is None else [pool.stop(), scheduler.stop()]
+            await asyncio.gather(*stopping)  # the pool stops claiming at once
     finally:
-        await scheduler.stop()
-        await pool.stop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -138,35 +145,32 @@ async def run(args: argparse.Namespace) -> int:
     middleware = default_middleware()
     sampler: QueueDepthSampler | None = None
     lag = LoopLagMonitor()
-    if args.metrics_port is not None:
-        from prometheus_client import REGISTRY, start_http_server
-
-        from gaia.validator.workers.middleware.metrics import Metrics, QueueDepthSampler
-
-        middleware.append(Metrics())
-        sampler = QueueDepthSampler(queue)
-        await sampler.start()
-        lag = LoopLagMonitor(registry=REGISTRY)
-        start_http_server(args.metrics_port, addr="127.0.0.1")
-    pool = WorkerPool(
-        queue,
-        registry,
-        config,
-        middleware=middleware,
-        subscribe="all" if args.all_types else None,
-    )
-    await lag.start()
-    log.info(
-        "serving %s with tasks %s",
-        args.queue,
-        ", ".join(registry.names()),
-        extra={"worker_id": pool.worker_id},
-    )
     try:
-        if schedules:
-            await serve_with_scheduler(pool, Scheduler(queue, schedules))
-        else:
-            await pool.run()
+        if args.metrics_port is not None:
+            from prometheus_client import REGISTRY, start_http_server
+
+            from gaia.validator.workers.middleware.metrics import Metrics, QueueDepthSampler
+
+            start_http_server(args.metrics_port, addr="127.0.0.1")
+            middleware.append(Metrics())
+            sampler = QueueDepthSampler(queue)
+            await sampler.start()
+            lag = LoopLagMonitor(registry=REGISTRY)
+        pool = WorkerPool(
+            queue,
+            registry,
+            config,
+            middleware=middleware,
+            subscribe="all" if args.all_types else None,
+        )
+        await lag.start()
+        log.info(
+            "serving %s with tasks %s",
+            args.queue,
+            ", ".join(registry.names()),
+            extra={"worker_id": pool.worker_id},
+        )
+        await serve(pool, Scheduler(queue, schedules) if schedules else None)
     finally:
         await lag.stop()
         if sampler is not None:

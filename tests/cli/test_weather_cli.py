@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,3 +25,27 @@ def test_data_is_taken_before_or_after_the_action(words: list[str]) -> None:
 
 def test_data_defaults_when_given_nowhere() -> None:
     assert build_parser().parse_args(["weather", "compare"]).data == Path("data/weather")
+
+
+@pytest.mark.parametrize("extra", [[], ["--enqueue-only"]])
+def test_scoring_a_directory_that_is_not_a_run_says_so(tmp_path: Path, extra: list[str]) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gaia.cli.main",
+            "weather",
+            "--data",
+            str(tmp_path / "data"),
+            "score",
+            "--run",
+            str(tmp_path / "nowhere"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert f"--run {tmp_path / 'nowhere'}: not a scoring run (no run.json there)" in result.stderr
+    assert "Traceback" not in result.stderr

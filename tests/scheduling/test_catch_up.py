@@ -4,14 +4,25 @@ is still active. The scheduler's passes are driven by ``run_due()``: no sleeping
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from manual_clock import ManualClock
-from slot_jobs import HOUR, Opener, all_jobs, claim, finish, hourly, slot_at, slot_ids
+from slot_jobs import (
+    HOUR,
+    TICK,
+    Opener,
+    Tick,
+    all_jobs,
+    claim,
+    finish,
+    hourly,
+    slot_at,
+    slot_ids,
+)
 
 from gaia.validator.core import JobStatus, Queue
-from gaia.validator.scheduling import Scheduler
+from gaia.validator.scheduling import Schedule, Scheduler
 
 RECHECK = 60.0
 
@@ -198,3 +209,28 @@ async def test_an_older_slot_never_runs_after_a_newer_one(
     await queue.complete(lease, "done")
     await lagging.run_due()
     assert await slot_ids(queue) == [slot_at(11)]
+
+
+async def test_a_slot_older_than_the_retention_is_not_caught_up_after_a_restart(
+    queue: Queue, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A weekly slot ran on Monday; by Wednesday the queue has purged its finished job, so a
+    restarted scheduler cannot tell it ran: it must not run it again."""
+    weekly = Schedule(
+        "weekly",
+        TICK,
+        every=timedelta(days=7),
+        payload=Tick("w"),
+        start=datetime(2024, 1, 1, tzinfo=UTC),  # Mondays at 00:00
+    )
+    clock.now = at(0, 30)  # Monday 2024-05-06, 00:30
+    await Scheduler(queue, [weekly], clock=clock).run_due()
+    monday = weekly.job_id(weekly.latest_due(clock.now))  # type: ignore[arg-type]
+    await finish(queue, monday)
+    clock.now = at(12, day=8)  # Wednesday: past the one-day retention
+    await queue.reap()
+    assert await queue.get(monday) is None, "the finished slot's job was purged"
+
+    await Scheduler(queue, [weekly], clock=clock).run_due()
+    assert await all_jobs(queue) == [], "the slot that already ran is not run again"
+    assert any("older than the queue's retention" in r.getMessage() for r in caplog.records)

@@ -8,6 +8,7 @@ the policy), so two integers hold it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from gaia.validator.scheduling.schedule import CatchUp, Schedule
@@ -22,18 +23,27 @@ class Backlog:
     """The first slot that was not yet due at the last :meth:`advance`."""
 
     @classmethod
-    def at_start(cls, schedule: Schedule, now: float) -> Backlog:
+    def at_start(
+        cls, schedule: Schedule, now: float, retention: float = float("inf")
+    ) -> Backlog:
         """The slots a scheduler starting at ``now`` owes, derived from the clock alone.
 
         "latest": the last slot whose time is <= now (none before ``start``). "all": that slot
         and up to ``max_catch_up - 1`` before it. "none": no slot (the first is the next one).
+        Never a slot whose time is ``retention`` or more before ``now``: its job, had it run,
+        may have been purged already, so whether it ran cannot be told (running it again
+        would be the double run the deterministic ids exist to prevent).
         """
         latest = schedule.latest_due(now)
         if latest is None:
             return cls(schedule, 0, 0)
         if schedule.catch_up is CatchUp.NONE:
             return cls(schedule, latest + 1, latest + 1)
-        return cls(schedule, max(0, latest + 1 - schedule.catch_up_limit), latest + 1)
+        first = max(0, latest + 1 - schedule.catch_up_limit)
+        unknowable = schedule.latest_due(now - retention) if math.isfinite(retention) else None
+        if unknowable is not None:
+            first = max(first, unknowable + 1)
+        return cls(schedule, first, latest + 1)
 
     @property
     def waiting(self) -> range:

@@ -26,7 +26,7 @@ from gaia.validator.core.errors import QueueClosed
 from gaia.validator.core.queue import Queue
 from gaia.validator.scheduling.backlog import Backlog
 from gaia.validator.scheduling.placement import Placement, SlotPlacement, place_slot
-from gaia.validator.scheduling.schedule import Schedule
+from gaia.validator.scheduling.schedule import CatchUp, Schedule
 
 log = logging.getLogger("gaia.scheduler")
 
@@ -52,7 +52,9 @@ class Scheduler:
     ``clock`` gives POSIX seconds (``time.time``); ``recheck`` is how often (seconds) a slot
     blocked by the schedule's still-active previous run is tried again; ``stop_grace`` is how
     long ``stop()`` lets an enqueue in flight finish before cancelling it (harmless: a slot's
-    enqueue can be repeated).
+    enqueue can be repeated). ``retention``: how long the queue keeps finished jobs (the
+    backends' default, one day): at start, no slot that old is caught up, since whether it ran
+    can no longer be told from the queue.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
         recheck: float = 10.0,
         stop_grace: float = 10.0,
+        retention: float = 86_400.0,
     ) -> None:
         self.schedules = tuple(schedules)
         for schedule in self.schedules:
@@ -76,6 +79,9 @@ class Scheduler:
             raise ValueError(f"recheck must be > 0 seconds, got {recheck}")
         if not stop_grace >= 0:
             raise ValueError(f"stop_grace must be >= 0 seconds, got {stop_grace}")
+        if not retention > 0:
+            raise ValueError(f"retention must be > 0 seconds, got {retention}")
+        self._retention = retention
         self._queue = queue
         self._clock = clock
         self._recheck = recheck
@@ -153,13 +159,26 @@ class Scheduler:
         async with self._pass_lock:
             now = self._clock()
             if self._tracks is None:
-                self._tracks = [_Track(Backlog.at_start(s, now)) for s in self.schedules]
+                self._tracks = [self._start_track(s, now) for s in self.schedules]
             wake_at = float("inf")
             for track in self._tracks:
                 if self._stopping.is_set():
                     break
                 wake_at = min(wake_at, await self._serve(track, now))
             return wake_at
+
+    def _start_track(self, schedule: Schedule, now: float) -> _Track:
+        backlog = Backlog.at_start(schedule, now, self._retention)
+        latest = schedule.latest_due(now)
+        if schedule.catch_up is not CatchUp.NONE and latest is not None and backlog.head is None:
+            log.warning(
+                "schedule %s: slot %s is older than the queue's retention (%.0f s), so whether "
+                "it ran cannot be told; not caught up",
+                schedule.name,
+                schedule.job_id(latest),
+                self._retention,
+            )
+        return _Track(backlog)
 
     async def _serve(self, track: _Track, now: float) -> float:
         """Enqueue the schedule's waiting slots, oldest first, while they can be; return when

@@ -179,10 +179,16 @@ class WorkerPool:
             asyncio.get_running_loop().create_task(self.stop())
 
     async def run(self) -> None:
-        """Start, serve until SIGTERM/SIGINT, drain, return."""
+        """Start, serve until SIGTERM/SIGINT, drain, return. The signal handlers are removed
+        on return, so a second signal can interrupt whatever the caller closes next."""
         self.install_signal_handlers()
-        await self.start()
-        await self.wait_stopped()
+        try:
+            await self.start()
+            await self.wait_stopped()
+        finally:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
 
     async def __aenter__(self) -> WorkerPool:
         await self.start()
