@@ -6,6 +6,7 @@ Time is a FakeClock shared by the test and the queue, so expiry and delays need 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from types import ModuleType
 
@@ -13,6 +14,7 @@ import pytest
 from clock import FakeClock
 
 from gaia.validator.core import (
+    DuplicateJob,
     InvalidTransition,
     Job,
     JobError,
@@ -261,6 +263,19 @@ async def test_batch_enqueue_dedupes_within_and_across(queue: Queue, clock: Fake
     assert stored[2].id == batch[2].id
     assert stored[3].id == batch[1].id
     assert (await queue.stats()).total(JobStatus.QUEUED) == 3
+
+
+async def test_a_different_job_under_a_stored_id_is_refused_as_a_duplicate(
+    queue: Queue, clock: FakeClock
+) -> None:
+    stored = await queue.enqueue(make(clock))
+    impostor = dataclasses.replace(new_job("test.noop", {"n": 2}, now=clock()), id=stored.id)
+    fresh = make(clock)
+    with pytest.raises(DuplicateJob, match=stored.id):
+        await queue.enqueue_many([fresh, impostor])
+    assert await queue.get(fresh.id) is None, "nothing of the refused batch is stored"
+    kept = await queue.get(stored.id)
+    assert kept is not None and kept.payload == stored.payload
 
 
 async def test_cancel_queued_job(queue: Queue, clock: FakeClock) -> None:

@@ -8,6 +8,7 @@ rules every backend applies.
 from gaia.validator.core.context import TaskContext
 from gaia.validator.core.errors import (
     CorruptJob,
+    DuplicateJob,
     GaiaError,
     InvalidTransition,
     JobNotFound,
@@ -39,6 +40,7 @@ __all__ = [
     "ACTIVE_STATUSES",
     "TERMINAL_STATUSES",
     "CorruptJob",
+    "DuplicateJob",
     "Errored",
     "ExecutorKind",
     "Fail",

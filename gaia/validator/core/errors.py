@@ -25,6 +25,11 @@ class LeaseLost(GaiaError):
     A stale holder's complete/fail/heartbeat raises this and changes nothing (fencing)."""
 
 
+class DuplicateJob(GaiaError, ValueError):
+    """A job id the queue already holds (in any status), or one repeated in a batch. Nothing of
+    the refused batch is stored. (A ValueError too, as these refusals always were.)"""
+
+
 class JobNotFound(GaiaError):
     """No job with this id exists in the queue."""
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 
 from gaia.validator.core import lifecycle
-from gaia.validator.core.errors import InvalidTransition, JobNotFound, QueueClosed
+from gaia.validator.core.errors import DuplicateJob, InvalidTransition, JobNotFound, QueueClosed
 from gaia.validator.core.job import Job, JobError, Progress
 from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.queue import Lease, Queue, QueueStats
@@ -59,9 +59,9 @@ class MemoryQueue(Queue):
         ids = [job.id for job in jobs]
         for job_id in ids:  # all or nothing: refuse the batch before storing any of it
             if job_id in self._jobs:
-                raise ValueError(f"a job with id {job_id} already exists")
+                raise DuplicateJob(f"a job with id {job_id} already exists")
         if len(set(ids)) < len(ids):
-            raise ValueError("a job id appears twice in one batch")
+            raise DuplicateJob("a job id appears twice in one batch")
         stored = [self._insert(job) for job in jobs]
         self._wakeup.notify()
         return stored

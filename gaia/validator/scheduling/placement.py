@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from gaia.validator.core.errors import DuplicateJob
 from gaia.validator.core.job import Job
 from gaia.validator.core.queue import Queue
 from gaia.validator.core.status import JobStatus
@@ -44,10 +45,9 @@ async def place_slot(queue: Queue, schedule: Schedule, slot: int, now: float) ->
         return SlotPlacement(Placement.PRESENT, stored)
     try:
         kept = await queue.enqueue(schedule.job(slot, now))
-    except ValueError:
-        # Every backend refuses an id it holds already with a ValueError ("already exists",
-        # "stored only once"); another scheduler stored this slot since the get() above. Any
-        # other ValueError is a real error: re-raised when the id is not stored.
+    except DuplicateJob:
+        # Another scheduler stored this slot since the get() above. Confirmed by reading it
+        # back: a refusal for any other reason is re-raised.
         stored = await queue.get(job_id)
         if stored is None:
             raise

@@ -25,7 +25,7 @@ import asyncpg
 
 from gaia.validator.core import lifecycle
 from gaia.validator.core.codec import progress_to_record
-from gaia.validator.core.errors import InvalidTransition, JobNotFound, QueueClosed
+from gaia.validator.core.errors import DuplicateJob, InvalidTransition, JobNotFound, QueueClosed
 from gaia.validator.core.job import Job, JobError, Progress
 from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.queue import Lease, Queue, QueueStats
@@ -112,6 +112,12 @@ class PostgresQueue(Queue):
                 return list(jobs)
             except asyncpg.UniqueViolationError:
                 pass  # an id is already stored: sort it out below, row by row
+        if len(jobs) == 1:  # one row: stored or not, never half a batch
+            return await self._store_row_by_row(conn, jobs)
+        async with conn.transaction():  # a refused duplicate id stores nothing of the batch
+            return await self._store_row_by_row(conn, jobs)
+
+    async def _store_row_by_row(self, conn: asyncpg.Connection, jobs: Sequence[Job]) -> list[Job]:
         stored: list[Job | None] = [None] * len(jobs)
         pending = list(range(len(jobs)))
         while pending:
@@ -168,7 +174,7 @@ class PostgresQueue(Queue):
                     job.created_at,
                     job.payload,
                 ):
-                    raise ValueError(f"a different job with id {job.id} already exists")
+                    raise DuplicateJob(f"a different job with id {job.id} already exists")
                 stored[i] = existing
             elif job.dedupe_key is not None and job.dedupe_key in by_key:
                 stored[i] = job_from_row(by_key[job.dedupe_key])

@@ -34,6 +34,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gaia.validator.core.errors import (
+    DuplicateJob,
     InvalidTransition,
     JobNotFound,
     LeaseLost,
@@ -317,7 +318,9 @@ def translate(error: ResponseError) -> Exception:
         return JobNotFound(detail)
     if code == "DEDUPE_HELD":
         return InvalidTransition(detail)
-    if code in ("DUPLICATE_ID", "BATCH_REFUSED"):
+    if code == "DUPLICATE_ID":
+        return DuplicateJob(detail)
+    if code == "BATCH_REFUSED":
         return ValueError(detail)
     if code == "FORMAT":
         return StoredFormatError(

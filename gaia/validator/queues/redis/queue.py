@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from redis.exceptions import ResponseError
 
 from gaia.validator.core import lifecycle
-from gaia.validator.core.errors import CorruptJob, LeaseLost
+from gaia.validator.core.errors import CorruptJob, DuplicateJob, LeaseLost
 from gaia.validator.core.job import Job, JobError, Progress
 from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.queue import Lease, Queue, QueueStats
@@ -435,7 +435,7 @@ def _checked_ids(jobs: Sequence[Job]) -> list[str]:
         seen: set[str] = set()
         for job_id in ids:
             if job_id in seen:
-                raise ValueError(f"job id {job_id} appears twice in one batch")
+                raise DuplicateJob(f"job id {job_id} appears twice in one batch")
             seen.add(job_id)
     lifecycle.check_enqueueable(jobs)
     return ids

@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 
 from gaia.validator.core import lifecycle
-from gaia.validator.core.errors import CorruptJob, InvalidTransition, JobNotFound
+from gaia.validator.core.errors import CorruptJob, DuplicateJob, InvalidTransition, JobNotFound
 from gaia.validator.core.job import Job, JobError
 from gaia.validator.core.queue import Lease
 from gaia.validator.core.status import JobStatus
@@ -52,9 +52,9 @@ def immediate(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 # -- enqueue -------------------------------------------------------------------------------
-def _duplicate_id(exc: sqlite3.IntegrityError, jobs: Sequence[Job]) -> ValueError:
+def _duplicate_id(exc: sqlite3.IntegrityError, jobs: Sequence[Job]) -> DuplicateJob:
     ids = ", ".join(job.id for job in jobs[:3]) + (" ..." if len(jobs) > 3 else "")
-    return ValueError(f"cannot enqueue job(s) {ids}: {exc} (a job id may be stored only once)")
+    return DuplicateJob(f"cannot enqueue job(s) {ids}: {exc} (a job id may be stored only once)")
 
 
 def enqueue(connection: sqlite3.Connection, jobs: Sequence[Job]) -> list[Job]:
