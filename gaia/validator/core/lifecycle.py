@@ -6,10 +6,10 @@ Each function takes the stored job and returns the updated copy; none touches I/
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 
-from gaia.validator.core.errors import InvalidTransition, LeaseLost
+from gaia.validator.core.errors import DuplicateJob, InvalidTransition, LeaseLost
 from gaia.validator.core.job import Job, JobError, Progress
 from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.queue import Lease
@@ -17,6 +17,19 @@ from gaia.validator.core.status import CLAIMABLE_STATUSES, JobStatus
 
 LEASE_EXPIRED = "lease_expired"
 EXHAUSTED = "attempts_exhausted"
+
+
+def batch_ids(jobs: Sequence[Job]) -> list[str]:
+    """The ids of a batch to enqueue, refusing one that appears twice (a batch is stored all
+    or nothing, so the whole batch is refused)."""
+    ids = [job.id for job in jobs]
+    if len(set(ids)) < len(ids):
+        seen: set[str] = set()
+        for job_id in ids:
+            if job_id in seen:
+                raise DuplicateJob(f"job id {job_id} appears twice in one batch")
+            seen.add(job_id)
+    return ids
 
 
 def check_enqueueable(jobs: Iterable[Job]) -> None:

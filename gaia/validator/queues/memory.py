@@ -56,12 +56,9 @@ class MemoryQueue(Queue):
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[Job]:
         self._check_open()
         lifecycle.check_enqueueable(jobs)
-        ids = [job.id for job in jobs]
-        for job_id in ids:  # all or nothing: refuse the batch before storing any of it
+        for job_id in lifecycle.batch_ids(jobs):  # all or nothing: refuse before storing any
             if job_id in self._jobs:
                 raise DuplicateJob(f"a job with id {job_id} already exists")
-        if len(set(ids)) < len(ids):
-            raise DuplicateJob("a job id appears twice in one batch")
         stored = [self._insert(job) for job in jobs]
         self._wakeup.notify()
         return stored

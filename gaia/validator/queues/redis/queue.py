@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from redis.exceptions import ResponseError
 
 from gaia.validator.core import lifecycle
-from gaia.validator.core.errors import CorruptJob, DuplicateJob, LeaseLost
+from gaia.validator.core.errors import CorruptJob, LeaseLost
 from gaia.validator.core.job import Job, JobError, Progress
 from gaia.validator.core.json_value import JSONValue
 from gaia.validator.core.queue import Lease, Queue, QueueStats
@@ -100,7 +100,8 @@ class RedisQueue(Queue):
         and the ones after it, not the ones before).
         """
         self._link.check_open()
-        ids = _checked_ids(jobs)
+        ids = lifecycle.batch_ids(jobs)
+        lifecycle.check_enqueueable(jobs)
         if not jobs:
             return []
         if len(jobs) <= ENQUEUE_CHUNK:
@@ -426,19 +427,6 @@ class RedisQueue(Queue):
 
     async def close(self) -> None:
         await self._link.close()
-
-
-def _checked_ids(jobs: Sequence[Job]) -> list[str]:
-    """The ids of a batch to enqueue; raises when an id repeats or a job is not queued."""
-    ids = [job.id for job in jobs]
-    if len(set(ids)) < len(ids):
-        seen: set[str] = set()
-        for job_id in ids:
-            if job_id in seen:
-                raise DuplicateJob(f"job id {job_id} appears twice in one batch")
-            seen.add(job_id)
-    lifecycle.check_enqueueable(jobs)
-    return ids
 
 
 def _part_ends(total: int) -> list[int]:
