@@ -264,6 +264,27 @@ def _progress(value: object) -> Progress | None:
     )
 
 
+def spec_types_sound(
+    payload: object,
+    metadata: object,
+    timeout: object,
+    memory_mb: object,
+    created_at: object,
+    correlation_id: object,
+    dedupe_key: object,
+) -> bool:
+    """Whether a spec's fields have the types a job needs (the check of every decoder)."""
+    return (
+        type(payload) is dict
+        and type(metadata) is dict
+        and type(timeout) in _NUMBERS
+        and type(memory_mb) is int
+        and type(created_at) in _NUMBERS
+        and type(correlation_id) is str
+        and (dedupe_key is None or type(dedupe_key) is str)
+    )
+
+
 def spec_fields(spec: bytes | None) -> dict[str, object]:
     """The Job fields of a stored ``spec``."""
     if spec is None:
@@ -282,15 +303,8 @@ def spec_fields(spec: bytes | None) -> dict[str, object]:
     metadata, dedupe_key = get("metadata", _NO_METADATA), get("dedupe_key")
     timeout, memory_mb = get("timeout", DEFAULT_TIMEOUT_SECONDS), get("memory_mb", 0)
     correlation_id = get("correlation_id", job_id)
-    if (
-        type(job_id) is not str
-        or type(payload) is not dict
-        or type(metadata) is not dict
-        or type(timeout) not in _NUMBERS
-        or type(memory_mb) is not int
-        or type(created_at) not in _NUMBERS
-        or type(correlation_id) is not str
-        or (dedupe_key is not None and type(dedupe_key) is not str)
+    if type(job_id) is not str or not spec_types_sound(
+        payload, metadata, timeout, memory_mb, created_at, correlation_id, dedupe_key
     ):
         raise CorruptJob(f"job record spec has a field of the wrong type: {r!r:.300}")
     error, progress = get("error"), get("progress")

@@ -24,10 +24,10 @@ from gaia.validator.queues.redis.records import (
     error_json,
     json_field,
     progress_json,
+    spec_types_sound,
     state_fields,
 )
 
-_NUMBERS = (int, float)
 _NO_METADATA: dict[str, object] = {}  # marks a spec without metadata (each job gets its own {})
 _new = object.__new__
 _set = object.__setattr__  # a frozen dataclass refuses its own setattr
@@ -60,15 +60,8 @@ def decode_claimed(
         payload, metadata, created_at = r["payload"], get("metadata", _NO_METADATA), r["created_at"]
         dedupe_key, correlation_id = get("dedupe_key"), get("correlation_id", job_id)
         timeout, memory_mb = get("timeout", DEFAULT_TIMEOUT_SECONDS), get("memory_mb", 0)
-        if (
-            r["id"] != job_id
-            or type(payload) is not dict
-            or type(metadata) is not dict
-            or type(timeout) not in _NUMBERS
-            or type(memory_mb) is not int
-            or type(created_at) not in _NUMBERS
-            or type(correlation_id) is not str
-            or (dedupe_key is not None and type(dedupe_key) is not str)
+        if r["id"] != job_id or not spec_types_sound(
+            payload, metadata, timeout, memory_mb, created_at, correlation_id, dedupe_key
         ):
             raise ValueError(f"spec {r!r:.300} has a field of the wrong type or id")
         enqueued_error = get("error")
