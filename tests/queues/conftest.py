@@ -37,3 +37,12 @@ async def queue(
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+async def opened() -> AsyncIterator[list[Queue]]:
+    """Queues a test opens itself (append each); all are closed when it ends."""
+    queues: list[Queue] = []
+    yield queues
+    for queue in queues:
+        await queue.close()

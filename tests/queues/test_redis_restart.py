@@ -7,21 +7,13 @@ disturbs no other test. ``restart`` blocks, so it runs in a thread while the eve
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
 from gaia.validator.core import JobStatus, new_job
 from gaia.validator.queues import open_queue
 from gaia.validator.queues.redis import RedisQueue
-
-
-@pytest.fixture
-async def opened() -> AsyncIterator[list[RedisQueue]]:
-    queues: list[RedisQueue] = []
-    yield queues
-    for queue in queues:
-        await queue.close()
 
 
 async def open_on(url: str, opened: list[RedisQueue], **options: str) -> RedisQueue:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,14 +25,6 @@ from gaia.validator.queues.redis.options import display_url, parse_redis_url
 from gaia.validator.queues.redis.tls import TLS_OPTIONS, TLSOptions, TLSRefused
 
 StartServer = Callable[..., RedisServer]
-
-
-@pytest.fixture
-async def opened() -> AsyncIterator[list[RedisQueue]]:
-    queues: list[RedisQueue] = []
-    yield queues
-    for queue in queues:
-        await queue.close()
 
 
 def tls_url(server: RedisServer, queue: str = "tls", **options: str | Path) -> str:

@@ -10,21 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
 from gaia.validator.core import JobStatus, new_job
 from gaia.validator.queues import open_queue
 from gaia.validator.queues.redis import RedisQueue
-
-
-@pytest.fixture
-async def opened() -> AsyncIterator[list[RedisQueue]]:
-    queues: list[RedisQueue] = []
-    yield queues
-    for queue in queues:
-        await queue.close()
 
 
 async def test_a_user_with_a_password_and_a_database_number(
